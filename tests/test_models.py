@@ -1,0 +1,221 @@
+"""The TwinGAN networks: shapes, progressive growing, domain separation, building blocks."""
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twingan.models import Discriminators, DomainBatchNorm2d, ModelConfig, TwinGAN, channels_at
+from twingan.models.layers import MinibatchStdDev, PixelNorm, ScaledConv2d, downsample2x, upsample2x
+
+DOMAINS = ("human", "anime", "cat")
+
+
+def tiny_config(resolution=256, **kw):
+    return ModelConfig(domains=DOMAINS, resolution=resolution, max_channels=16, fmap_base=64, **kw)
+
+
+def randomize_norms(module, seed=0):
+    """Give every domain its own gamma/beta (as training would), so domains really differ."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, DomainBatchNorm2d):
+                m.weight.copy_(1.0 + 0.5 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=g))
+
+
+def test_channel_rule_matches_the_original():
+    assert [channels_at(r) for r in (4, 8, 16, 32, 64, 128, 256)] == [256, 256, 256, 128, 64, 32, 16]
+    assert [channels_at(r, max_channels=64) for r in (4, 32, 64, 128, 256)] == [64, 64, 64, 32, 16]
+
+
+@pytest.mark.parametrize("resolution", [4, 8, 16, 32, 64, 128, 256])
+def test_shapes_at_every_resolution_for_every_domain(resolution):
+    cfg = tiny_config()
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    model.set_progress(resolution, 0.5)
+    discs.set_progress(resolution, 0.5)
+    x = torch.randn(2, 3, resolution, resolution)
+    for src in range(len(DOMAINS)):
+        latent, skips = model.encode(x, src)
+        assert latent.shape == (2, cfg.channels(4), 4, 4)
+        assert sorted(skips) == [r for r in cfg.resolutions if 4 < r <= resolution]
+        for r, s in skips.items():
+            assert s.shape == (2, cfg.channels(r // 2), r, r)
+        for dst in DOMAINS:
+            assert model.decode(latent, skips, dst).shape == x.shape
+        assert discs(x, src).shape == (2, 1)
+        full, pooled = model.embed(x, src, "full"), model.embed(x, src, "pooled")
+        assert full.shape == (2, cfg.channels(4) * 16) and pooled.shape == (2, cfg.channels(4))
+        torch.testing.assert_close(full.norm(dim=1), torch.ones(2))
+
+
+def test_wrong_input_size_is_a_clear_error():
+    model = TwinGAN(tiny_config(32))
+    model.set_progress(16)
+    with pytest.raises(ValueError, match=r"\(N, 3, 16, 16\)"):
+        model.encode(torch.randn(1, 3, 32, 32), "human")
+    with pytest.raises(ValueError, match="unknown domain"):
+        model.encode(torch.randn(1, 3, 16, 16), "dog")
+
+
+@pytest.mark.parametrize("resolution", [8, 32, 64])
+def test_fade_in_at_alpha_zero_equals_the_upsampled_previous_resolution(resolution):
+    torch.manual_seed(1)
+    cfg = tiny_config(64)
+    model, discs = TwinGAN(cfg).double(), Discriminators(cfg).double()
+    randomize_norms(model)
+    x = torch.randn(4, 3, resolution, resolution, dtype=torch.float64)
+    model.set_progress(resolution // 2, 1.0)
+    discs.set_progress(resolution // 2, 1.0)
+    previous = model.translate(downsample2x(x), "human", "anime")
+    previous_logits = discs(downsample2x(x), 1)
+    model.set_progress(resolution, 0.0)
+    discs.set_progress(resolution, 0.0)
+    torch.testing.assert_close(model.translate(x, "human", "anime"), upsample2x(previous), rtol=0, atol=1e-12)
+    torch.testing.assert_close(discs(x, 1), previous_logits, rtol=0, atol=1e-12)
+
+
+def test_at_alpha_one_the_old_path_has_no_effect():
+    torch.manual_seed(2)
+    cfg = tiny_config(32)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    x = torch.randn(4, 3, 32, 32)
+    model.set_progress(32, 1.0)
+    discs.set_progress(32, 1.0)
+    before, before_d = model.translate(x, 0, 1), discs(x, 0)
+    with torch.no_grad():
+        model.encoder.from_rgb["16"].conv.weight.mul_(3.0)
+        model.generator.to_rgb["16"].conv.weight.mul_(-2.0)
+        discs.nets[0].from_rgb["16"].weight.mul_(3.0)
+    torch.testing.assert_close(model.translate(x, 0, 1), before)
+    torch.testing.assert_close(discs(x, 0), before_d)
+    model.set_progress(32, 0.5)
+    discs.set_progress(32, 0.5)
+    assert not torch.allclose(model.translate(x, 0, 1), before)
+    assert not torch.allclose(discs(x, 0), before_d)
+
+
+def test_fade_in_is_a_linear_blend_of_the_two_paths():
+    torch.manual_seed(3)
+    model = TwinGAN(tiny_config(16)).eval()
+    randomize_norms(model)
+    x = torch.randn(2, 3, 16, 16)
+    outs = {}
+    for a in (0.0, 0.25, 1.0):
+        model.set_progress(16, a)
+        outs[a] = model.generator(*model.encoder(x, 0), 1)
+    # The encoder is blended too, so only the endpoints are pure; at alpha the generator output
+    # is a lerp of the two to_rgb paths computed on the blended encoding.
+    model.set_progress(16, 0.25)
+    latent, skips = model.encode(x, 0)
+    model.generator.set_progress(16, 1.0)
+    new = model.generator(latent, skips, 1)
+    model.generator.set_progress(8, 1.0)
+    old = upsample2x(model.generator(latent, {8: skips[8]}, 1))
+    torch.testing.assert_close(outs[0.25], 0.25 * new + 0.75 * old, rtol=1e-5, atol=1e-5)
+
+
+def _norm_layers(model):
+    return [m for m in model.modules() if isinstance(m, DomainBatchNorm2d)]
+
+
+def test_domain_separation_of_gradients_and_running_statistics():
+    torch.manual_seed(4)
+    model = TwinGAN(tiny_config(16))
+    model.set_progress(16)
+    stats_before = [(m.running_mean.clone(), m.running_var.clone()) for m in _norm_layers(model)]
+    x = torch.randn(4, 3, 16, 16)
+    loss = model.reconstruct(x, "anime").pow(2).mean()
+    loss.backward()
+    a, others = 1, [0, 2]
+    used = 0
+    for m, (mean0, var0) in zip(_norm_layers(model), stats_before):
+        assert torch.equal(m.running_mean[others], mean0[others]) and torch.equal(m.running_var[others], var0[others])
+        if m.weight.grad is None:  # a layer of another resolution, not on this forward path
+            assert torch.equal(m.running_mean, mean0)
+            continue
+        used += 1
+        assert m.weight.grad[others].abs().max() == 0 and m.bias.grad[others].abs().max() == 0
+        assert not torch.equal(m.running_mean[a], mean0[a])
+        assert m.weight.grad[a].abs().sum() > 0
+    assert used == 1 + 2 * 3 + 2 * 3 + 1  # from_rgb 16, three encoder and three generator blocks, to_rgb 16
+
+
+def test_switching_the_domain_changes_the_output():
+    torch.manual_seed(5)
+    model = TwinGAN(tiny_config(16)).eval()
+    randomize_norms(model)
+    model.set_progress(16)
+    x = torch.randn(2, 3, 16, 16)
+    outs = [model.translate(x, "human", d) for d in DOMAINS]
+    assert (outs[0] - outs[1]).abs().mean() > 1e-2 and (outs[1] - outs[2]).abs().mean() > 1e-2
+    assert (model.embed(x, 0) - model.embed(x, 1)).abs().max() > 1e-3
+
+
+def test_domain_batch_norm_matches_torch_batch_norm_per_domain():
+    torch.manual_seed(6)
+    norm = DomainBatchNorm2d(5, 3)
+    reference = torch.nn.BatchNorm2d(5)
+    with torch.no_grad():
+        norm.weight[2].copy_(torch.randn(5))
+        norm.bias[2].copy_(torch.randn(5))
+        reference.weight.copy_(norm.weight[2])
+        reference.bias.copy_(norm.bias[2])
+    x = torch.randn(6, 5, 3, 3) * 2 + 1
+    fast = norm(x, 2)
+    manual = DomainBatchNorm2d(5, 3)
+    manual.load_state_dict(norm.state_dict())
+    with torch.no_grad():
+        manual.running_mean.zero_()
+        manual.running_var.fill_(1.0)
+    slow = manual._manual_train_forward(x, 2, manual.weight[2], manual.bias[2])
+    expected = reference(x)
+    torch.testing.assert_close(fast, expected)
+    torch.testing.assert_close(slow, expected, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(norm.running_mean[2], reference.running_mean)
+    torch.testing.assert_close(norm.running_var[2], reference.running_var)
+    torch.testing.assert_close(manual.running_var[2], reference.running_var)
+    norm.eval(), reference.eval()
+    torch.testing.assert_close(norm(x, 2), reference(x))
+
+
+def test_batch_renorm_corrects_towards_running_statistics():
+    torch.manual_seed(7)
+    norm = DomainBatchNorm2d(4, 2, renorm=True, momentum=0.0, rmax=100.0, dmax=100.0)
+    with torch.no_grad():
+        norm.running_mean[0].fill_(0.5)
+        norm.running_var[0].fill_(4.0)
+    x = torch.randn(8, 4, 4, 4) * 3 + 2
+    out = norm(x, 0)
+    # With r, d unclipped, renorm's output is exactly the inference-time normalisation by running stats.
+    expected = (x - 0.5) / torch.sqrt(torch.tensor(4.0 + norm.eps))
+    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_minibatch_stddev_against_numpy():
+    x = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    out = MinibatchStdDev(group_size=4)(x)
+    xs = x.numpy().reshape(4, 2, 3, 2, 2)
+    std = np.sqrt(xs.var(axis=0) + 1e-8).mean(axis=(1, 2, 3))
+    expected = np.tile(std, 4)
+    np.testing.assert_allclose(out[:, 3, 0, 0].numpy(), expected)
+    assert MinibatchStdDev(4)(torch.randn(3, 2, 4, 4)).shape == (3, 3, 4, 4)
+
+
+def test_pixel_norm_and_equalized_conv():
+    x = torch.randn(2, 6, 3, 3)
+    y = PixelNorm()(x)
+    torch.testing.assert_close(y.pow(2).mean(dim=1), torch.ones(2, 3, 3), rtol=1e-4, atol=1e-4)
+    conv = ScaledConv2d(6, 4, 3, padding=1, equalized=True)
+    expected = F.conv2d(x, conv.weight * np.sqrt(2.0 / 54), conv.bias, padding=1)
+    torch.testing.assert_close(conv(x), expected)
+    assert abs(conv.weight.std().item() - 1.0) < 0.2
+
+
+def test_equalized_lr_builds_and_runs():
+    cfg = tiny_config(16, equalized_lr=True, batch_renorm=True)
+    model = TwinGAN(cfg)
+    model.set_progress(16)
+    out = model.translate(torch.randn(2, 3, 16, 16), 0, 1)
+    assert torch.isfinite(out).all()

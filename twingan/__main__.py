@@ -1,0 +1,3 @@
+from twingan.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Data: the one image loader, domain datasets, the synthetic faces, augmentation."""

@@ -1,0 +1,165 @@
+"""The toolkit's one image loader and saver.
+
+Every part of twingan that reads a picture (datasets, preparation, translation,
+search, the web demo) goes through :func:`load_image`, so that EXIF rotation,
+odd pixel formats, decompression bombs and broken files are handled the same
+way everywhere. Bad files raise :class:`~twingan.errors.ImageLoadError` with a
+short reason; callers decide whether to skip (datasets) or report (CLI).
+
+Tensors follow one convention: float32, RGB, channels first, values in [-1, 1].
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable, Iterator, Union
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from twingan.errors import ImageLoadError
+from twingan.utils.atomic import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
+)
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Larger images are refused before decoding (a decompression-bomb guard): 64 MP is ~8000x8000."""
+
+
+def load_image(
+    path: PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_size: int = 1,
+    background: tuple[int, int, int] = (255, 255, 255),
+    draft_size: int | None = None,
+) -> Image.Image:
+    """Decode ``path`` to an 8-bit RGB PIL image with EXIF orientation applied.
+
+    Transparent images are composited over ``background``; grayscale, palette,
+    16-bit, float and CMYK images are converted to RGB; animated images give
+    their first frame. Raises ImageLoadError for missing, empty, non-image,
+    truncated, too large or too small files.
+
+    ``draft_size`` lets JPEGs decode at a reduced DCT scale (1/2, 1/4 or 1/8)
+    whose width and height both stay >= ``draft_size``: much faster when the
+    picture is only needed small. ``min_size`` is checked on the full size.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ImageLoadError(str(path), "file not found")
+    if path.is_dir():
+        raise ImageLoadError(str(path), "is a folder, not an image file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageLoadError(str(path), f"cannot read: {exc.strerror}") from exc
+    if size == 0:
+        raise ImageLoadError(str(path), "empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+                if width * height > max_pixels:
+                    raise ImageLoadError(
+                        str(path),
+                        f"too large: {width}x{height} = {width * height} pixels exceeds the limit of "
+                        f"{max_pixels} (a decompression-bomb guard; raise max_pixels if the file is trusted)",
+                    )
+                img.seek(0)
+                if draft_size is not None:
+                    img.draft("RGB", (draft_size, draft_size))
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                rgb = _to_rgb(img, background)
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise ImageLoadError(str(path), "not an image (unrecognised or unsupported format)") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageLoadError(str(path), f"too large: refused as a decompression bomb ({exc})") from exc
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageLoadError(str(path), f"truncated or corrupt image ({exc})") from exc
+    if min(width, height) < min_size:
+        raise ImageLoadError(str(path), f"too small: {width}x{height} (the minimum side is {min_size} px)")
+    return rgb
+
+
+def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img.copy()
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode == "F":
+            peak = 1.0 if arr.max(initial=0.0) <= 1.0 else 255.0
+        elif mode.startswith("I;16"):
+            peak = 65535.0
+        else:
+            peak = 65535.0 if arr.max(initial=0.0) > 255 else 255.0
+        arr8 = np.clip(np.rint(arr / peak * 255.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, "L").convert("RGB")
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (mode == "P" and "transparency" in img.info)
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, background + (255,))
+        canvas.alpha_composite(rgba)
+        return canvas.convert("RGB")
+    return img.convert("RGB")
+
+
+def iter_image_files(root: PathLike, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> Iterator[Path]:
+    """Image files below ``root`` (recursive, by extension, sorted for a stable order).
+
+    Hidden files and folders (names starting with '.') are skipped: they hold
+    temporary files of our own atomic writes and editor/OS clutter.
+    """
+    root = Path(root)
+    exts = {e.lower() for e in extensions}
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in exts:
+                found.append(Path(dirpath) / name)
+    return iter(sorted(found))
+
+
+def pil_to_tensor(img: Image.Image) -> torch.Tensor:
+    """RGB PIL image -> float32 tensor (3, H, W) in [-1, 1]."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    return uint8_to_tensor(torch.from_numpy(arr.copy()).permute(2, 0, 1))
+
+
+def uint8_to_tensor(x: torch.Tensor) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float32 in [-1, 1]."""
+    return x.float().div(127.5).sub(1.0)
+
+
+def tensor_to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float in [-1, 1] (..., 3, H, W) -> uint8, clamping values outside the range."""
+    return ((x.detach().float().clamp(-1.0, 1.0) + 1.0) * 127.5).round().to(torch.uint8)
+
+
+def tensor_to_pil(x: torch.Tensor) -> Image.Image:
+    """float tensor (3, H, W) in [-1, 1] -> RGB PIL image."""
+    if x.dim() != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a (3, H, W) tensor, got shape {tuple(x.shape)}")
+    return Image.fromarray(tensor_to_uint8(x).permute(1, 2, 0).cpu().numpy(), "RGB")
+
+
+def save_image(img: Image.Image, path: PathLike, **save_kwargs) -> Path:
+    """Save atomically (temporary file + rename): no half-written image is ever left behind."""
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=fmt, **save_kwargs)
+    return path

@@ -1,0 +1,5 @@
+"""Losses: GAN objectives with their gradient penalties, and TwinGAN's translation losses."""
+from twingan.losses.gan import OBJECTIVES, GANObjective, build_objective
+from twingan.losses.translation import LossWeights, TranslationLosses
+
+__all__ = ["OBJECTIVES", "GANObjective", "build_objective", "LossWeights", "TranslationLosses"]

@@ -1,0 +1,86 @@
+"""The conv -> domain norm -> LeakyReLU -> PixelNorm unit shared by the encoder and generator."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from twingan.models.config import ModelConfig
+from twingan.models.domain_norm import DomainBatchNorm2d
+from twingan.models.layers import PixelNorm, ScaledConv2d
+
+
+def domain_norm(cfg: ModelConfig, channels: int) -> DomainBatchNorm2d:
+    return DomainBatchNorm2d(
+        channels,
+        cfg.num_domains,
+        momentum=cfg.bn_momentum,
+        renorm=cfg.batch_renorm,
+        rmax=cfg.renorm_rmax,
+        dmax=cfg.renorm_dmax,
+        sync=cfg.sync_bn,
+    )
+
+
+class ConvNormAct(nn.Module):
+    """Conv -> DomainBatchNorm2d -> LeakyReLU -> PixelNorm (TwinGAN's encoder/generator unit)."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__()
+        self.conv = ScaledConv2d(
+            in_channels, out_channels, kernel_size, padding=kernel_size // 2, equalized=cfg.equalized_lr, bias=False
+        )
+        self.norm = domain_norm(cfg, out_channels)
+        self.pixel_norm = PixelNorm()
+        self.slope = cfg.leaky_slope
+
+    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        x = self.norm(self.conv(x), domain)
+        return self.pixel_norm(F.leaky_relu(x, self.slope))
+
+
+class DoubleConv(nn.Module):
+    """Two 3x3 units: in -> mid -> out."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, mid_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv0 = ConvNormAct(cfg, in_channels, mid_channels, 3)
+        self.conv1 = ConvNormAct(cfg, mid_channels, out_channels, 3)
+
+    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        return self.conv1(self.conv0(x, domain), domain)
+
+
+class ToRGB(nn.Module):
+    """1x1 conv to RGB followed by a domain norm, so each domain keeps its own colour statistics."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int) -> None:
+        super().__init__()
+        self.conv = ScaledConv2d(in_channels, 3, 1, equalized=cfg.equalized_lr, gain=1.0, bias=False)
+        self.norm = domain_norm(cfg, 3)
+
+    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        return self.norm(self.conv(x), domain)
+
+
+class ProgressiveMixin:
+    """Current resolution and fade-in alpha: the growth state of a progressive network."""
+
+    resolution: int
+    alpha: float
+    max_resolution: int
+
+    def set_progress(self, resolution: int, alpha: float = 1.0) -> None:
+        if resolution < 4 or resolution > self.max_resolution or resolution & (resolution - 1):
+            raise ValueError(f"resolution must be a power of two in [4, {self.max_resolution}], got {resolution}")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        self.resolution = int(resolution)
+        self.alpha = 1.0 if resolution == 4 else float(alpha)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape[2] != self.resolution or x.shape[3] != self.resolution:
+            raise ValueError(
+                f"expected images of shape (N, 3, {self.resolution}, {self.resolution}) at the current "
+                f"resolution, got {tuple(x.shape)}"
+            )

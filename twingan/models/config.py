@@ -1,0 +1,81 @@
+"""Architecture configuration shared by every network, and the channel rule."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild the networks; stored inside every checkpoint.
+
+    Channels at a resolution follow the PGGAN rule
+    ``min(fmap_base / 2**stage, max_channels)`` with stage 0 at 4x4.
+    """
+
+    domains: tuple[str, ...] = ("human", "anime")
+    resolution: int = 256
+    max_channels: int = 256
+    fmap_base: int = 1024
+    d_max_channels: int | None = None
+    equalized_lr: bool = False
+    batch_renorm: bool = False
+    renorm_rmax: float = 3.0
+    renorm_dmax: float = 5.0
+    bn_momentum: float = 0.1
+    sync_bn: bool = False
+    leaky_slope: float = 0.2
+    mbstd_group: int = 4
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "domains", tuple(self.domains))
+        if len(self.domains) < 1 or len(set(self.domains)) != len(self.domains):
+            raise ValueError(f"model.domains must be distinct names, got {list(self.domains)}")
+        if self.resolution < 4 or not _is_power_of_two(self.resolution):
+            raise ValueError(f"model.resolution must be a power of two >= 4, got {self.resolution}")
+        if self.max_channels < 1 or self.fmap_base < 1:
+            raise ValueError("model.max_channels and model.fmap_base must be positive")
+
+    @property
+    def num_domains(self) -> int:
+        return len(self.domains)
+
+    @property
+    def resolutions(self) -> list[int]:
+        """All resolutions from 4 up to the final one."""
+        return [4 * 2**i for i in range(int(math.log2(self.resolution)) - 1)]
+
+    def channels(self, resolution: int) -> int:
+        return channels_at(resolution, self.fmap_base, self.max_channels)
+
+    def d_channels(self, resolution: int) -> int:
+        return channels_at(resolution, self.fmap_base, self.d_max_channels or self.max_channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["domains"] = list(self.domains)
+        out["extra"] = dict(self.extra)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown model config keys: {unknown}; allowed: {sorted(known)}")
+        return cls(**dict(data))
+
+
+def channels_at(resolution: int, fmap_base: int = 1024, max_channels: int = 256) -> int:
+    """Feature maps at ``resolution``: min(fmap_base / 2**stage, max_channels), stage 0 = 4x4."""
+    if resolution < 4 or not _is_power_of_two(resolution):
+        raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
+    stage = int(math.log2(resolution)) - 2
+    return max(1, min(fmap_base // 2**stage, max_channels))
+
+
+def _is_power_of_two(n: int) -> bool:
+    return n > 0 and (n & (n - 1)) == 0

@@ -1,0 +1,106 @@
+"""Domain-specific batch normalisation: the only place where TwinGAN's domains differ.
+
+Convolution kernels are shared by all domains; this layer keeps, per domain,
+its own affine parameters (gamma, beta) AND its own running statistics. The
+domain of a forward pass selects which set is used and updated; the others are
+untouched (no gradient, no running-stat update).
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+
+class DomainBatchNorm2d(nn.Module):
+    """Batch norm with one (gamma, beta, running mean, running var) set per domain.
+
+    Args:
+        num_features: channels.
+        num_domains: how many domains (any N >= 1).
+        momentum: running-statistics momentum, as in ``nn.BatchNorm2d``.
+        renorm: use batch renormalisation (Ioffe 2017), as the original TwinGAN did:
+            in training the batch-normalised value is corrected by r = sigma_B / sigma
+            and d = (mu_B - mu) / sigma (clipped to rmax, dmax, no gradient), so
+            training and inference see the same normalisation.
+        sync: when torch.distributed is initialised with several ranks, compute
+            batch statistics over all ranks (a SyncBatchNorm for domain layers);
+            the all-reduce is differentiable.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        num_domains: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        renorm: bool = False,
+        rmax: float = 3.0,
+        dmax: float = 5.0,
+        sync: bool = False,
+    ) -> None:
+        super().__init__()
+        self.num_features = num_features
+        self.num_domains = num_domains
+        self.eps = eps
+        self.momentum = momentum
+        self.renorm = renorm
+        self.rmax = rmax
+        self.dmax = dmax
+        self.sync = sync
+        self.weight = nn.Parameter(torch.ones(num_domains, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_domains, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_domains, num_features))
+        self.register_buffer("running_var", torch.ones(num_domains, num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, domains={self.num_domains}, renorm={self.renorm}, sync={self.sync}"
+
+    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+        if not 0 <= domain < self.num_domains:
+            raise IndexError(f"domain index {domain} out of range for {self.num_domains} domains")
+        gamma = self.weight[domain]
+        beta = self.bias[domain]
+        if not self.training:
+            return F.batch_norm(
+                x, self.running_mean[domain], self.running_var[domain], gamma, beta, False, 0.0, self.eps
+            )
+        if not self.renorm and not self._syncing():
+            return F.batch_norm(
+                x, self.running_mean[domain], self.running_var[domain], gamma, beta, True, self.momentum, self.eps
+            )
+        return self._manual_train_forward(x, domain, gamma, beta)
+
+    def _syncing(self) -> bool:
+        return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+    def _manual_train_forward(
+        self, x: torch.Tensor, domain: int, gamma: torch.Tensor, beta: torch.Tensor
+    ) -> torch.Tensor:
+        xf = x.float()
+        count = torch.tensor(float(x.shape[0] * x.shape[2] * x.shape[3]), device=x.device)
+        sums = torch.stack([xf.sum(dim=(0, 2, 3)), xf.pow(2).sum(dim=(0, 2, 3))])
+        if self._syncing():
+            from torch.distributed.nn.functional import all_reduce
+
+            sums = all_reduce(sums)
+            count = count * dist.get_world_size()
+        mean = sums[0] / count
+        var = (sums[1] / count - mean.pow(2)).clamp_min(0.0)
+        std = torch.sqrt(var + self.eps)
+        x_hat = (xf - mean[None, :, None, None]) / std[None, :, None, None]
+        with torch.no_grad():
+            running_mean = self.running_mean[domain]
+            running_var = self.running_var[domain]
+            if self.renorm:
+                running_std = torch.sqrt(running_var + self.eps)
+                r = (std / running_std).clamp(1.0 / self.rmax, self.rmax)
+                d = ((mean - running_mean) / running_std).clamp(-self.dmax, self.dmax)
+            unbiased = var * count / (count - 1).clamp_min(1.0)
+            running_mean.lerp_(mean.detach(), self.momentum)
+            running_var.lerp_(unbiased.detach(), self.momentum)
+        if self.renorm:
+            x_hat = x_hat * r[None, :, None, None] + d[None, :, None, None]
+        out = x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
+        return out.to(x.dtype)

@@ -1,0 +1,62 @@
+"""The generator: PGGAN-style 4x4 -> image, with UNet skips from the source image's encoding."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from twingan.models.blocks import DoubleConv, ProgressiveMixin, ToRGB
+from twingan.models.config import ModelConfig
+from twingan.models.layers import upsample2x
+
+
+class GeneratorBlock(nn.Module):
+    """At resolution r: upsample, concatenate the encoder's skip, two 3x3 units -> ch(r)."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.convs = DoubleConv(cfg, in_channels + skip_channels, out_channels, out_channels)
+
+    def forward(self, h: torch.Tensor, skip: torch.Tensor, domain: int) -> torch.Tensor:
+        return self.convs(torch.cat([upsample2x(h), skip], dim=1), domain)
+
+
+class Generator(ProgressiveMixin, nn.Module):
+    """(4x4 latent, skips) -> image in [-1, 1] (linear output, clamped only when turned into pixels).
+
+    During fade-in at resolution R the output is
+    alpha * to_rgb_R(h_R) + (1 - alpha) * upsample(to_rgb_{R/2}(h_{R/2})).
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.max_resolution = cfg.resolution
+        c4 = cfg.channels(4)
+        self.blocks = nn.ModuleDict()
+        self.to_rgb = nn.ModuleDict()
+        self.blocks["4"] = DoubleConv(cfg, c4, c4, c4)
+        self.to_rgb["4"] = ToRGB(cfg, c4)
+        for res in cfg.resolutions[1:]:
+            prev, skip = cfg.channels(res // 2), cfg.channels(res // 2)
+            self.blocks[str(res)] = GeneratorBlock(cfg, prev, skip, cfg.channels(res))
+            self.to_rgb[str(res)] = ToRGB(cfg, cfg.channels(res))
+        self.set_progress(cfg.resolution, 1.0)
+
+    def forward(self, latent: torch.Tensor, skips: dict[int, torch.Tensor], domain: int) -> torch.Tensor:
+        if latent.dim() != 4 or latent.shape[-2:] != (4, 4):
+            raise ValueError(f"expected a (N, C, 4, 4) latent, got {tuple(latent.shape)}")
+        missing = [r for r in range(8, self.resolution + 1) if r & (r - 1) == 0 and r not in skips]
+        if missing:
+            raise ValueError(f"skips missing for resolutions {missing} (current resolution {self.resolution})")
+        h = self.blocks["4"](latent, domain)
+        prev = h
+        res = 4
+        while res < self.resolution:
+            res *= 2
+            prev = h
+            h = self.blocks[str(res)](h, skips[res], domain)
+        image = self.to_rgb[str(res)](h, domain)
+        if res > 4 and self.alpha < 1.0:
+            old = upsample2x(self.to_rgb[str(res // 2)](prev, domain))
+            image = torch.lerp(old, image, self.alpha)
+        return image
