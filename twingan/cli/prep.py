@@ -9,6 +9,7 @@ import argparse
 import importlib
 
 PREP_MODULES: tuple[str, ...] = (
+    "prep_synthetic",
 )
 
 
