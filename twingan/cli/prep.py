@@ -10,6 +10,8 @@ import importlib
 
 PREP_MODULES: tuple[str, ...] = (
     "prep_synthetic",
+    "prep_check",
+    "prep_faces",
 )
 
 
