@@ -18,6 +18,7 @@ from twingan.errors import TwinGANError
 COMMAND_MODULES: tuple[str, ...] = (
     "summary",
     "prep",
+    "fid",
 )
 
 
