@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,8 +7,47 @@ import torch
 os.environ.setdefault("TQDM_DISABLE", "1")
 torch.set_num_threads(min(2, torch.get_num_threads()))
 
+SYNTHETIC = dict(n_train=24, n_test=4, size=16, seed=0)
 
-@pytest.fixture
-def torch_seed():
-    torch.manual_seed(0)
-    return 0
+
+def tiny_run_overrides(synthetic_root, run_dir, *extra):
+    """Hydra overrides for a 4 -> 16 px run of ten steps of a very narrow model on the synthetic faces."""
+    return [
+        "experiment=demo",
+        f"data.synthetic.root={synthetic_root}",
+        *(f"data.synthetic.{k}={v}" for k, v in SYNTHETIC.items()),
+        f"run_dir={run_dir}",
+        "model.resolution=16",
+        "model.max_channels=8",
+        "model.fmap_base=32",
+        "train.schedule.batch_size={4: 4, 8: 4, 16: 4}",
+        "train.schedule.fade_images=8",
+        "train.schedule.stable_images=8",
+        "train.schedule.final_stable_images=8",
+        "train.checkpoint.every_images=8",
+        "train.checkpoint.keep_last=20",
+        "logging.every_steps=1",
+        "logging.samples.every_images=16",
+        "logging.progress_bar=false",
+        "logging.tensorboard=false",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A tiny synthetic photo/anime dataset (24 unpaired images per style, 4 paired test faces, 16 px)."""
+    from twingan.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("synthetic")
+    generate_dataset(root, SYNTHETIC["n_train"], SYNTHETIC["n_test"], SYNTHETIC["size"], SYNTHETIC["seed"], progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
+    """A real checkpoint (domains human, anime; 16 px) from a ten-step training run, shared by the suite."""
+    from twingan.training import train
+
+    run_dir = tmp_path_factory.mktemp("tiny_run")
+    return train(tiny_run_overrides(synthetic_root, run_dir))

@@ -17,6 +17,8 @@ from twingan.errors import TwinGANError
 
 COMMAND_MODULES: tuple[str, ...] = (
     "summary",
+    "train",
+    "demo",
     "prep",
     "fid",
 )

@@ -1,0 +1,162 @@
+"""The one checkpoint format: a single safetensors file with a JSON header.
+
+Tensors are stored flat under prefixes (``model.``, ``ema.``, ``disc.``,
+``optim.g.``, ``optim.d.``, ``rng.``); everything else (format version, the
+architecture, the resolved training config, the schedule position, data
+positions, RNG states that are not tensors) is JSON in the safetensors metadata
+under the key ``twingan``. Nothing is pickled, so loading never runs code, and
+a checkpoint always carries the architecture its weights belong to.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from twingan.errors import CheckpointError
+from twingan.models import ModelConfig, TwinGAN
+from twingan.utils.atomic import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+FORMAT_NAME = "twingan-checkpoint"
+FORMAT_VERSION = 1
+METADATA_KEY = "twingan"
+
+
+def save_checkpoint(path: PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
+    """Write ``tensors`` and the JSON-able ``meta`` atomically (temporary file, then rename)."""
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_file(flat, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
+    return path
+
+
+def read_meta(path: PathLike) -> dict[str, Any]:
+    """The checkpoint's JSON header, after checking that the file is a twingan checkpoint we can read."""
+    path = Path(path)
+    with _open(path) as f:
+        return _header(path, f.metadata())
+
+
+def load_tensors(path: PathLike, prefix: str = "", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """Tensors whose name starts with ``prefix``, with the prefix removed."""
+    path = Path(path)
+    with _open(path, device=str(device)) as f:
+        _header(path, f.metadata())
+        try:
+            return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        except SafetensorError as exc:
+            raise CheckpointError(f"{path}: truncated or corrupt tensor data ({exc})") from exc
+
+
+def load_translator(
+    path: PathLike, device: str | torch.device = "cpu", weights: str = "ema"
+) -> tuple[TwinGAN, dict[str, Any]]:
+    """Rebuild the TwinGAN translator stored in ``path`` (EMA weights by default), in eval mode.
+
+    The model is set to the checkpoint's resolution and fade-in alpha.
+    """
+    if weights not in ("ema", "model"):
+        raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
+    path = Path(path)
+    meta = read_meta(path)
+    if "model_config" not in meta:
+        raise CheckpointError(f"{path}: the checkpoint has no model_config; it cannot be rebuilt")
+    try:
+        cfg = ModelConfig.from_dict(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model_config in the checkpoint ({exc})") from exc
+    model = TwinGAN(cfg)
+    state = load_tensors(path, prefix=f"{weights}.")
+    if not state:
+        raise CheckpointError(f"{path}: the checkpoint holds no '{weights}' weights")
+    _load_state_strict(model, state, path, weights)
+    progress = meta.get("progress", {})
+    model.set_progress(int(progress.get("resolution", cfg.resolution)), float(progress.get("alpha", 1.0)))
+    return model.to(device).eval(), meta
+
+
+def _load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], path: Path, what: str) -> None:
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong_shape = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if missing or unexpected or wrong_shape:
+        details = []
+        if missing:
+            details.append(f"missing {len(missing)} (e.g. {missing[:3]})")
+        if unexpected:
+            details.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:3]})")
+        if wrong_shape:
+            details.append(f"wrong shape for {wrong_shape[:3]}")
+        raise CheckpointError(f"{path}: '{what}' weights do not match the stored architecture: " + "; ".join(details))
+    module.load_state_dict(state, strict=True)
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    """Content hash of a file (identifies the checkpoint an index or embedding file was made with)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _open:
+    """safe_open with our error messages for missing, foreign and truncated files."""
+
+    def __init__(self, path: Path, device: str = "cpu") -> None:
+        self.path = path
+        self.device = device
+
+    def __enter__(self):
+        path = self.path
+        if not path.exists():
+            raise CheckpointError(f"{path}: checkpoint not found")
+        if path.is_dir():
+            raise CheckpointError(f"{path}: is a folder; pass the .safetensors checkpoint file inside it")
+        try:
+            self._ctx = safe_open(str(path), framework="pt", device=self.device)
+            return self._ctx.__enter__()
+        except (SafetensorError, OSError, ValueError) as exc:
+            hint = ""
+            with open(path, "rb") as fh:
+                if fh.read(2) in (b"\x80\x02", b"PK"):
+                    hint = " It looks like a pickled torch file; twingan never unpickles checkpoints."
+            raise CheckpointError(
+                f"{path}: not a readable twingan checkpoint (truncated, corrupt or not a safetensors file: {exc}).{hint}"
+            ) from exc
+
+    def __exit__(self, *exc_info):
+        return self._ctx.__exit__(*exc_info)
+
+
+def _header(path: Path, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    raw = (metadata or {}).get(METADATA_KEY)
+    if raw is None:
+        raise CheckpointError(
+            f"{path}: a safetensors file without twingan metadata (foreign weights?); twingan checkpoints "
+            "carry their architecture and config, weights alone cannot be loaded"
+        )
+    try:
+        header = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: corrupt twingan metadata ({exc})") from exc
+    if header.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: unknown format {header.get('format')!r}, expected {FORMAT_NAME!r}")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format version {version}, this twingan reads version {FORMAT_VERSION}; "
+            "use the twingan release that wrote it"
+        )
+    return header
