@@ -219,3 +219,17 @@ def test_equalized_lr_builds_and_runs():
     model.set_progress(16)
     out = model.translate(torch.randn(2, 3, 16, 16), 0, 1)
     assert torch.isfinite(out).all()
+
+
+def test_summary_command_prints_the_parameter_table(capsys):
+    from twingan.cli.main import main
+
+    assert main(["summary", "--resolution", "256", "--max-channels", "256"]) == 0
+    out = capsys.readouterr().out
+    cfg = ModelConfig(resolution=256, max_channels=256)
+    model, disc = TwinGAN(cfg), Discriminators(cfg).nets[0]
+    expected = sum(p.numel() for p in model.parameters()) + 2 * sum(p.numel() for p in disc.parameters())
+    assert f"all, with 2 discriminators{expected:>14,}".replace(" ", "") in out.replace(" ", "")
+    assert "encoder.blocks.256.conv0.conv.weight" in out and "16x16x3x3" in out
+    assert "4:256, 8:256, 16:256, 32:128, 64:64, 128:32, 256:16" in out
+    assert main(["summary", "--resolution", "100"]) == 1
