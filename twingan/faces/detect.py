@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence, Union
+from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from twingan.errors import ConfigError
+from twingan.utils.device import DeviceLike, resolve_device
 
-DeviceLike = Union[str, torch.device, None]
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 """Order of :attr:`Face.landmarks`; 'left' is the image's left (the person's right eye)."""
@@ -55,16 +55,6 @@ class Face:
             "landmarks": np.round(self.landmarks, 2).tolist(),
             "score": round(self.score, 5),
         }
-
-
-def resolve_device(device: DeviceLike) -> torch.device:
-    """'auto' or None picks CUDA when available, else the CPU; anything else is taken as given."""
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {device!r} requested but CUDA is not available; use --device cpu")
-    return resolved
 
 
 class FaceDetector:

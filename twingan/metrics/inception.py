@@ -45,6 +45,7 @@ from torchvision.models.inception import (
 )
 
 from twingan.errors import CheckpointError, ConfigError
+from twingan.utils.device import resolve_device
 
 PathLike = Union[str, os.PathLike]
 
@@ -150,19 +151,6 @@ class FIDInception3(nn.Module):
             digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
             digest.update(data.numpy().tobytes())
         return digest.hexdigest()
-
-
-def resolve_device(name: str | torch.device) -> torch.device:
-    """"auto" -> the first CUDA device when there is one, else the CPU; any other name as torch understands it."""
-    if str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but CUDA is not available here; use --device cpu")
-    return device
 
 
 def resolve_inception_path(path: PathLike | None) -> Path:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from twingan.training import distributed as ddp
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
 from twingan.training.run_folder import RunFolder, RunLogger, sample_grid
+from twingan.utils.device import resolve_device
 
 log = logging.getLogger("twingan.train")
 
@@ -38,7 +38,11 @@ class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         config_lib.check_choices(cfg)
         self.cfg = cfg
-        self.device = _resolve_device(str(cfg.device))
+        self.device = resolve_device(str(cfg.device))
+        if cfg.train.cpu_threads is not None:
+            if int(cfg.train.cpu_threads) < 1:
+                raise ConfigError(f"train.cpu_threads must be a positive integer or null, got {cfg.train.cpu_threads}")
+            torch.set_num_threads(int(cfg.train.cpu_threads))
         self.dist = ddp.init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
@@ -417,18 +421,6 @@ class Trainer:
 
 class _NonFinite(Exception):
     pass
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"device={name!r} is not a device name (auto, cpu, cuda, cuda:N)") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but no CUDA device is available; use device=cpu")
-    return device
 
 
 def _numpy_state() -> list:
