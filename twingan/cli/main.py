@@ -21,6 +21,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "prep",
     "fid",
+    "translate",
+    "export",
 )
 
 

@@ -1,0 +1,87 @@
+"""`twingan export`: TorchScript and ONNX files for one direction, run outside twingan and checked against PyTorch."""
+from __future__ import annotations
+
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from twingan.checkpoint import load_translator
+from twingan.cli.main import main
+from twingan.errors import ConfigError
+from twingan.inference import Translator
+from twingan.inference import export as export_module
+from twingan.inference.export import PARITY_TOLERANCE, export_direction, read_export_metadata
+from twingan.models import ModelConfig, TwinGAN
+
+TOLERANCE = 1e-4
+"""Exported vs PyTorch, fp32 on the CPU, [-1, 1] image units (the command's own default)."""
+
+
+def pytorch_reference(checkpoint, x: torch.Tensor, src: str = "human", dst: str = "anime") -> np.ndarray:
+    model, _ = load_translator(checkpoint, device="cpu")
+    with torch.no_grad():
+        return model.translate(x, src, dst).clamp(-1, 1).numpy()
+
+
+def images(n: int, seed: int) -> torch.Tensor:
+    return torch.rand(n, 3, 16, 16, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def printed_diff(text: str) -> float:
+    return float(re.search(r"max abs diff ([0-9.e+-]+)", text).group(1))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_matches_pytorch(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "h2a.pt"
+    assert main(["export", str(tiny_checkpoint), "--format", "torchscript", "--to", "anime", "--out", str(out)]) == 0
+    assert printed_diff(capsys.readouterr().out) <= TOLERANCE
+    scripted = torch.jit.load(str(out))
+    x = images(5, 1)  # another batch size than the export traced with
+    with torch.no_grad():
+        got = scripted(x).numpy()
+    assert got.shape == (5, 3, 16, 16)
+    assert np.abs(got - pytorch_reference(tiny_checkpoint, x)).max() <= TOLERANCE
+    meta = read_export_metadata(out)
+    assert (meta["src"], meta["dst"], meta["resolution"]) == ("human", "anime", 16)
+
+
+def test_onnx_export_runs_in_onnxruntime(tiny_checkpoint, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime")
+    assert PARITY_TOLERANCE == TOLERANCE
+    checkpoint = tmp_path / "selfie2anime.safetensors"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    assert main(["export", str(checkpoint), "--format", "onnx", "--to", "human"]) == 0
+    text = capsys.readouterr().out
+    assert printed_diff(text) <= TOLERANCE
+    out = tmp_path / "selfie2anime.anime-to-human.onnx"  # the default name, beside the checkpoint
+    assert str(out) in text
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = images(4, 2)
+    (got,) = session.run(None, {"image": x.numpy()})
+    assert got.shape == (4, 3, 16, 16)
+    assert np.abs(got - pytorch_reference(tiny_checkpoint, x, "anime", "human")).max() <= TOLERANCE
+    assert read_export_metadata(out)["input"] == "float32 (N, 3, 16, 16) RGB in [-1, 1]"
+
+
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_parity_failure_keeps_no_file_and_fails(tiny_checkpoint, tmp_path, monkeypatch, capsys, fmt):
+    runner = "_run_torchscript" if fmt == "torchscript" else "_run_onnx"
+    real = getattr(export_module, runner)
+    monkeypatch.setattr(export_module, runner, lambda path, x: real(path, x) + 1e-3)
+    out = tmp_path / f"bad.{fmt}"
+    assert main(["export", str(tiny_checkpoint), "--format", fmt, "--to", "anime", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not written" in err and abs(printed_diff(err) - 1e-3) <= TOLERANCE and "EXCEEDED" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_needs_the_source_when_ambiguous(tmp_path):
+    three = Translator(TwinGAN(ModelConfig(domains=("human", "anime", "cat"), resolution=8, max_channels=4)))
+    with pytest.raises(ConfigError, match="say which one"):
+        export_direction(three, "torchscript", "cat", None, tmp_path / "m.pt")
+    result = export_direction(three, "torchscript", "cat", "anime", tmp_path / "m.pt")
+    assert result.max_abs_diff <= TOLERANCE and read_export_metadata(tmp_path / "m.pt")["src"] == "anime"

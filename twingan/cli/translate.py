@@ -1,0 +1,121 @@
+"""`twingan translate CHECKPOINT INPUTS... --to DOMAIN --out DIR`: translate photos or face crops."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from twingan.errors import ConfigError
+
+HUMAN_DOMAIN = "human"
+"""The domain whose inputs are photos of people: MTCNN finds and aligns their faces."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from twingan.data.image_io import DEFAULT_MAX_PIXELS
+    from twingan.faces.align import DEFAULT_FEATHER, DEFAULT_MARGIN
+    from twingan.inference.faces_pipeline import BORDERS, DEFAULT_MAX_FACES, FALLBACKS
+    from twingan.inference.files import DEFAULT_MIN_SIDE
+    from twingan.inference.translator import DEFAULT_BATCH_SIZE
+
+    parser = subparsers.add_parser(
+        "translate",
+        help="translate photos or face crops into another domain (selfie -> anime avatar)",
+        description="Translate images with a trained checkpoint (EMA weights). Photos of the 'human' domain go "
+        "through MTCNN face detection and the 5-point alignment of `twingan prep human`; every face (up to "
+        "--max-faces) is translated. Other domains, and --no-detect, take each picture as a face crop "
+        "(centre square, resized to the model resolution). Outputs: OUT/<stem>.png (several faces: "
+        "<stem>_face0.png largest, <stem>_face1.png, ...), plus <stem>_side.png and <stem>_pasted.png when asked. "
+        "An input whose outputs exist is skipped unless --overwrite. Exit status 1 when any input failed.",
+    )
+    parser.add_argument("checkpoint", type=Path, help="a twingan checkpoint (.safetensors)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="image files, folders (searched recursively; sub-folders are kept in the output) "
+                        "or quoted glob patterns ('photos/**/*.jpg')")
+    parser.add_argument("--to", required=True, metavar="DOMAIN", help="target domain, e.g. anime")
+    parser.add_argument("--from", dest="src", default=None, metavar="DOMAIN",
+                        help="domain of the inputs (default: with two domains, the one that is not --to; "
+                        "required with more)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"photos per detection batch and faces per model batch (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--device", default="auto", help="torch device: auto (default: CUDA when available), cpu, cuda:1")
+    parser.add_argument("--weights", choices=("ema", "model"), default="ema",
+                        help="the checkpoint's EMA generator (default) or its raw training weights")
+    parser.add_argument("--no-detect", action="store_true",
+                        help="take every input as a face crop already (no face detection)")
+    parser.add_argument("--max-faces", type=int, default=DEFAULT_MAX_FACES, metavar="K",
+                        help=f"translate at most the K largest faces of a photo (default {DEFAULT_MAX_FACES})")
+    parser.add_argument("--min-face-size", type=int, default=20, metavar="PX",
+                        help="smallest face MTCNN looks for, in photo pixels (default 20)")
+    parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"alignment margin; use the one the training crops were made with "
+                        f"(default {DEFAULT_MARGIN}, as `twingan prep human`)")
+    parser.add_argument("--border", choices=BORDERS, default="reflect",
+                        help="fill of crop parts outside the photo (default reflect, as `twingan prep human`)")
+    parser.add_argument("--fallback", choices=FALLBACKS, default="none",
+                        help="photos without a detected face: report them (none, default) or translate the "
+                        "centre square (center-crop)")
+    parser.add_argument("--side-by-side", action="store_true",
+                        help="also write <stem>_side.png: each input crop next to its translation")
+    parser.add_argument("--paste-back", action="store_true",
+                        help="also write <stem>_pasted.png: the photo with the translated faces warped back")
+    parser.add_argument("--feather", type=float, default=DEFAULT_FEATHER,
+                        help=f"soft edge of pasted faces, as a fraction of the crop side (default {DEFAULT_FEATHER})")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip those inputs)")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"refuse larger images, a decompression-bomb guard (default {DEFAULT_MAX_PIXELS})")
+    parser.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIDE, metavar="PX",
+                        help=f"refuse images with a shorter side (default {DEFAULT_MIN_SIDE})")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.max_faces < 1:
+        raise ConfigError(f"--max-faces must be at least 1, got {args.max_faces}")
+    if args.min_face_size < 1:
+        raise ConfigError(f"--min-face-size must be at least 1 pixel, got {args.min_face_size}")
+    if args.feather < 0:
+        raise ConfigError(f"--feather must be >= 0, got {args.feather}")
+    if args.max_pixels < 1 or args.min_size < 1:
+        raise ConfigError("--max-pixels and --min-size must be positive")
+    if args.out.exists() and not args.out.is_dir():
+        raise ConfigError(f"--out {args.out} exists and is not a folder")
+
+
+def run(args: argparse.Namespace) -> int:
+    from twingan.faces import FaceDetector
+    from twingan.inference import Translator
+    from twingan.inference.faces_pipeline import FacePipeline
+    from twingan.inference.files import OutputOptions, collect_inputs, translate_files
+
+    _check_options(args)
+    translator = Translator.load(args.checkpoint, device=args.device, weights=args.weights)
+    src = translator.source_domain(args.to, args.src)
+    detect = not args.no_detect and src == HUMAN_DOMAIN
+    if args.paste_back and not detect:
+        raise ConfigError("--paste-back needs face detection (photos of the 'human' domain without --no-detect): "
+                          "a face crop has no photo to paste into")
+    if args.fallback != "none" and not detect:
+        raise ConfigError("--fallback applies to face detection; without it every picture is centre-cropped already")
+    if not args.no_detect and not detect:
+        print(f"note: face detection is for '{HUMAN_DOMAIN}' photos; '{src}' inputs are taken as face crops",
+              file=sys.stderr)
+    detector = FaceDetector(device=translator.device, min_face_size=args.min_face_size) if detect else None
+    pipeline = FacePipeline(translator, detector, max_faces=args.max_faces, margin=args.margin,
+                            border=args.border, fallback=args.fallback)
+    inputs = collect_inputs(args.inputs, exclude=args.out)
+    for problem in inputs.failures + inputs.skipped:
+        print(problem, file=sys.stderr)
+    options = OutputOptions(args.out, side_by_side=args.side_by_side, paste_back=args.paste_back,
+                            overwrite=args.overwrite, feather=args.feather)
+    summary = translate_files(pipeline, inputs.files, args.to, src, options, batch_size=args.batch_size,
+                              max_pixels=args.max_pixels, min_side=args.min_size, progress=not args.no_progress)
+    summary.failed[:0] = inputs.failures
+    summary.skipped[:0] = inputs.skipped
+    faces = f" ({summary.faces} faces)" if detect else ""
+    print(f"{summary.line()}{faces}; outputs in {args.out}")
+    return 1 if summary.failed else 0

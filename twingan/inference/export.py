@@ -1,0 +1,216 @@
+"""Export one translation direction to TorchScript or ONNX, checked against the PyTorch model.
+
+The exported model takes a float32 (N, 3, R, R) batch in [-1, 1] at the
+checkpoint's resolution R (N is free) and returns the translation in the same
+layout, clamped to [-1, 1]. The source and target domains are fixed at export;
+the encoder's skip features stay inside the exported graph.
+
+Both formats are made by tracing. The parity check runs the written file on a
+fixed-seed batch whose size differs from the tracing batch (so a batch size
+baked into the graph is caught) and compares with the PyTorch model; a file
+that fails the check is not kept.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from twingan import __version__
+from twingan.checkpoint import file_sha256
+from twingan.errors import ConfigError, TwinGANError
+from twingan.inference.translator import Translator
+from twingan.models import TwinGAN
+from twingan.utils.atomic import atomic_path
+
+PathLike = Union[str, os.PathLike]
+
+FORMATS = ("torchscript", "onnx")
+EXTENSIONS = {"torchscript": ".pt", "onnx": ".onnx"}
+PARITY_TOLERANCE = 1e-4
+"""Largest accepted |exported - PyTorch| over the parity batch, in [-1, 1] image units (fp32, CPU)."""
+DEFAULT_OPSET = 17
+TRACE_BATCH = 2
+PARITY_BATCH = 3
+METADATA_NAME = "twingan.json"
+
+
+class ExportParityError(TwinGANError):
+    """The exported model's output differs from the PyTorch model's by more than the tolerance."""
+
+
+class OneDirection(nn.Module):
+    """TwinGAN fixed to one direction: [-1, 1] (N, 3, R, R) source images -> clamped target images."""
+
+    def __init__(self, model: TwinGAN, src: str, dst: str) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.generator = model.generator
+        self.src = model.domain_index(src)
+        self.dst = model.domain_index(dst)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        latent, skips = self.encoder(x, self.src)
+        return self.generator(latent, skips, self.dst).clamp(-1.0, 1.0)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    format: str
+    src: str
+    dst: str
+    resolution: int
+    max_abs_diff: float
+    tolerance: float
+
+    def parity_line(self) -> str:
+        verdict = "ok" if self.max_abs_diff <= self.tolerance else "EXCEEDED"
+        return (
+            f"parity vs PyTorch on {PARITY_BATCH} images: max abs diff {self.max_abs_diff:.2e} "
+            f"(tolerance {self.tolerance:g}) {verdict}"
+        )
+
+
+def default_output_path(checkpoint: PathLike, fmt: str, src: str, dst: str) -> Path:
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.{src}-to-{dst}{EXTENSIONS[fmt]}")
+
+
+def export_direction(
+    translator: Translator,
+    fmt: str,
+    to: str,
+    src: str | None,
+    out: PathLike,
+    *,
+    tolerance: float = PARITY_TOLERANCE,
+    opset: int = DEFAULT_OPSET,
+) -> ExportResult:
+    """Export ``src`` -> ``to`` of ``translator``'s model (on the CPU, fp32) to ``out`` and check parity.
+
+    Raises ExportParityError (and leaves no file) when the exported model
+    differs from PyTorch by more than ``tolerance``.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"export format must be one of {list(FORMATS)}, got {fmt!r}")
+    src = translator.source_domain(to, src)
+    model = copy.deepcopy(translator.model).to("cpu").float().eval()
+    wrapper = OneDirection(model, src, to)
+    res = model.resolution
+    generator = torch.Generator().manual_seed(0)
+    trace_input = torch.rand(TRACE_BATCH, 3, res, res, generator=generator) * 2 - 1
+    parity_input = torch.rand(PARITY_BATCH, 3, res, res, generator=generator) * 2 - 1
+    info = {
+        "twingan_version": __version__,
+        "src": src,
+        "dst": to,
+        "resolution": res,
+        "input": f"float32 (N, 3, {res}, {res}) RGB in [-1, 1]",
+        "output": f"float32 (N, 3, {res}, {res}) RGB in [-1, 1]",
+        "checkpoint": str(translator.path) if translator.path is not None else None,
+        "checkpoint_sha256": file_sha256(translator.path) if translator.path is not None else None,
+        "domains": list(model.domains),
+    }
+    out = Path(out)
+    with torch.inference_mode():
+        expected = wrapper(parity_input).numpy()
+    with atomic_path(out) as tmp:
+        if fmt == "torchscript":
+            _export_torchscript(wrapper, trace_input, tmp, info)
+            actual = _run_torchscript(tmp, parity_input)
+        else:
+            _export_onnx(wrapper, trace_input, tmp, info, opset)
+            actual = _run_onnx(tmp, parity_input)
+        diff = float(np.abs(actual - expected).max())
+        result = ExportResult(out, fmt, src, to, res, diff, tolerance)
+        if not diff <= tolerance:
+            raise ExportParityError(f"{out} not written: {result.parity_line()}")
+    return result
+
+
+def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, info: dict[str, Any]) -> None:
+    with _quiet_tracing_block():
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        torch.jit.save(traced, str(path), _extra_files={METADATA_NAME: json.dumps(info)})
+
+
+def _run_torchscript(path: Path, x: torch.Tensor) -> np.ndarray:
+    with _quiet_tracing_block():
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.inference_mode():
+        return loaded(x).numpy()
+
+
+def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, info: dict[str, Any], opset: int) -> None:
+    onnx = _require("onnx")
+    with _quiet_tracing_block():
+        # The legacy (TorchScript-tracing) exporter: it needs no onnxscript and handles the skips dict.
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(path),
+            dynamo=False,
+            input_names=["image"],
+            output_names=["translated"],
+            dynamic_axes={"image": {0: "batch"}, "translated": {0: "batch"}},
+            opset_version=opset,
+            do_constant_folding=True,
+        )
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    onnx.helper.set_model_props(proto, {METADATA_NAME: json.dumps(info)})
+    onnx.save(proto, str(path))
+
+
+def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray:
+    ort = _require("onnxruntime")
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"image": x.numpy()})[0]
+
+
+def read_export_metadata(path: PathLike) -> dict[str, Any]:
+    """The JSON facts (direction, resolution, I/O layout) stored in an exported file."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        onnx = _require("onnx")
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        return json.loads(props[METADATA_NAME])
+    files = {METADATA_NAME: ""}
+    with _quiet_tracing_block():
+        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    return json.loads(files[METADATA_NAME])
+
+
+class _quiet_tracing_block:
+    """Silence tracing's warnings for the block: the models' shape checks are constants for a fixed
+    resolution (TracerWarning), and TorchScript and the legacy ONNX exporter warn of their deprecation
+    upstream (the tracing ONNX exporter is used because the torch.export-based one needs onnxscript)."""
+
+    def __enter__(self) -> None:
+        self._context = warnings.catch_warnings()
+        self._context.__enter__()
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+    def __exit__(self, *exc_info) -> None:
+        self._context.__exit__(*exc_info)
+
+
+def _require(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"ONNX export needs the '{module}' package, which is not installed: pip install 'twingan[export]'"
+        ) from exc
