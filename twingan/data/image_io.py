@@ -77,7 +77,7 @@ def load_image(
                     img.draft("RGB", (draft_size, draft_size))
                 img.load()
                 img = ImageOps.exif_transpose(img)
-                rgb = _to_rgb(img, background)
+                rgb = to_rgb(img, background)
     except ImageLoadError:
         raise
     except UnidentifiedImageError as exc:
@@ -91,7 +91,8 @@ def load_image(
     return rgb
 
 
-def _to_rgb(img: Image.Image, background: tuple[int, int, int]) -> Image.Image:
+def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any PIL mode -> 8-bit RGB: alpha composited over ``background``, 16-bit and float scaled, CMYK converted."""
     mode = img.mode
     if mode == "RGB":
         return img.copy()

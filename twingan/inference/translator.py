@@ -26,9 +26,9 @@ from PIL import Image
 
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
-from twingan.data.image_io import _to_rgb, pil_to_tensor, tensor_to_pil
+from twingan.data.image_io import pil_to_tensor, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError
-from twingan.faces.detect import resolve_device
+from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN
 
 PathLike = Union[str, os.PathLike]
@@ -176,7 +176,7 @@ def _as_list(images: Images) -> tuple[list[ImageLike], bool]:
 
 def _to_pil(item: Union[Image.Image, np.ndarray]) -> Image.Image:
     if isinstance(item, Image.Image):
-        return _to_rgb(item, WHITE)
+        return to_rgb(item, WHITE)
     if item.dtype != np.uint8:
         raise ConfigError(f"numpy images must be uint8 (H, W[, 3 or 4]), got dtype {item.dtype}")
     if item.ndim == 2:
@@ -184,7 +184,7 @@ def _to_pil(item: Union[Image.Image, np.ndarray]) -> Image.Image:
     if item.ndim == 3 and item.shape[2] == 3:
         return Image.fromarray(np.ascontiguousarray(item), "RGB")
     if item.ndim == 3 and item.shape[2] == 4:
-        return _to_rgb(Image.fromarray(np.ascontiguousarray(item), "RGBA"), WHITE)
+        return to_rgb(Image.fromarray(np.ascontiguousarray(item), "RGBA"), WHITE)
     raise ConfigError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), got shape {item.shape}")
 
 
