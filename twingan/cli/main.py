@@ -21,8 +21,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "prep",
     "fid",
+    "eval",
     "translate",
     "export",
+    "serve",
 )
 
 

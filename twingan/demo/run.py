@@ -9,13 +9,11 @@ import torch
 
 from twingan.checkpoint import load_translator
 from twingan.demo.report import neighbour_rows, save_rows, write_report
-from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores
-from twingan.models import ModelConfig, TwinGAN
+from twingan.metrics.evaluate import evaluate_checkpoint, format_table
+from twingan.metrics.paired import load_paired_test_set
 from twingan.training import compose_config
 from twingan.training.trainer import Trainer, prepare_data
 from twingan.utils.atomic import atomic_write_text
-
-STYLE_DOMAINS = {"photo": "human", "anime": "anime"}
 
 
 def run_demo(out: Path, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, dict[str, float]]]:
@@ -32,14 +30,7 @@ def run_demo(out: Path, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, 
     model, meta = load_translator(checkpoint)
     resolution = model.resolution
     test_set = load_paired_test_set(cfg.data.synthetic.root, resolution)
-    torch.manual_seed(int(cfg.seed))
-    untrained = TwinGAN(ModelConfig.from_dict(meta["model_config"])).eval()
-    untrained.set_progress(resolution, 1.0)
-    scores = {
-        "trained": paired_scores(model, test_set, STYLE_DOMAINS),
-        "untrained": paired_scores(untrained, test_set, STYLE_DOMAINS),
-        "pixels": paired_scores(PixelBaseline(), test_set, STYLE_DOMAINS),
-    }
+    scores = evaluate_checkpoint(model, config=meta["config"], baselines=True)["scores"]
     atomic_write_text(out / "scores.json", json.dumps(scores, indent=2))
 
     figures = out / "report"
@@ -69,9 +60,4 @@ def run_demo(out: Path, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, 
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
-    systems = list(scores)
-    metrics = list(scores[systems[0]])
-    width = max(len(m) for m in metrics)
-    lines = [f"{'metric':<{width}}  " + "  ".join(f"{s:>9}" for s in systems)]
-    lines += [f"{m:<{width}}  " + "  ".join(f"{scores[s][m]:>9.3f}" for s in systems) for m in metrics]
-    return "\n".join(lines)
+    return format_table(scores, digits=3)

@@ -307,6 +307,32 @@ class Trainer:
         if self.logger:
             self.logger.add_image("samples", grid, self.images_seen)
 
+    def _maybe_evaluate(self, before: int) -> None:
+        """Paired-synthetic scores of the EMA model when logging.eval.every_images is crossed (rank 0 logs them).
+
+        Eval mode, no gradients, and no draw from any training random stream, so exact resume is unaffected.
+        """
+        every = int(self.cfg.logging.eval.every_images)
+        if every <= 0:
+            return
+        if self.cfg.data.get("synthetic") is None:
+            raise ConfigError(
+                "logging.eval.every_images needs the synthetic paired test set (data.synthetic); "
+                "set logging.eval.every_images=0 for this dataset, or score checkpoints with `twingan eval`"
+            )
+        if not self.dist.is_main or before // every == self.images_seen // every:
+            return
+        from twingan.metrics.evaluate import evaluate_checkpoint, log_record
+
+        with torch.no_grad():
+            result = evaluate_checkpoint(
+                self.ema.model,
+                config=config_lib.config_to_dict(self.cfg),
+                baselines=bool(self.cfg.logging.eval.baselines),
+            )
+        if self.logger:
+            self.logger.log({"step": self.step, "images": self.images_seen, **log_record(result)})
+
     def run(self) -> Path:
         """Train to the end of the schedule (or train.max_images); returns the last checkpoint's path."""
         try:
@@ -381,6 +407,7 @@ class Trainer:
                     )
                 if sample_every > 0 and before // sample_every != self.images_seen // sample_every:
                     self._write_samples()
+                self._maybe_evaluate(before)
                 if before // ckpt_every != self.images_seen // ckpt_every or self.images_seen >= end:
                     self._check_ranks_in_sync()
                     last_path = self._save_checkpoint() or last_path

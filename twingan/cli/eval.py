@@ -1,0 +1,105 @@
+"""`twingan eval CHECKPOINT`: paired-synthetic scores, baselines and FID/KID of translations, as a table and JSON."""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from twingan.errors import ConfigError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score a checkpoint: synthetic paired test set, baselines, FID/KID of translations",
+        description="Scores a checkpoint and prints a table (rows: metrics, columns: systems). On the synthetic "
+        "paired test set (found in the checkpoint's training config, or --synthetic): l1 of each translation "
+        "against the true rendering in the other style (0..1, lower is better), hair_acc (the translation keeps "
+        "the source's hair colour; higher is better) and cross-domain search recall@k (higher is better), both "
+        "directions. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
+        "images and the real DST images, both at the model resolution (needs the Inception weights).",
+    )
+    parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a twingan .safetensors checkpoint")
+    parser.add_argument(
+        "--synthetic", type=Path, default=None, metavar="ROOT",
+        help="synthetic dataset folder (default: data.synthetic.root of the checkpoint's training config)",
+    )
+    parser.add_argument("--no-synthetic", action="store_true", help="skip the paired-synthetic scores")
+    parser.add_argument(
+        "--style-domain", action="append", default=[], metavar="STYLE=DOMAIN",
+        help="which model domain is the synthetic 'photo' / 'anime' style (repeat for both); default: the domain "
+        "whose training folder is the synthetic train/photo or train/anime",
+    )
+    parser.add_argument(
+        "--baselines", action="store_true",
+        help="also score the untrained model of the same architecture and the pixel baseline",
+    )
+    parser.add_argument(
+        "--real", action="append", default=[], metavar="SRC=DIR",
+        help="real images of domain SRC to translate for FID/KID (repeatable)",
+    )
+    parser.add_argument(
+        "--target", action="append", default=[], metavar="DST=DIR",
+        help="real images of domain DST that the translations are compared with (repeatable)",
+    )
+    parser.add_argument(
+        "--inception", default=None, metavar="PATH",
+        help="pt_inception-2015-12-05-6726825d.pth for FID/KID (default: $TWINGAN_INCEPTION); from "
+        "https://github.com/mseitzer/pytorch-fid/releases",
+    )
+    parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
+    parser.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu, cuda or cuda:N")
+    parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def parse_assignments(values: list[str], option: str) -> dict[str, str]:
+    """['a=x', 'b=y'] -> {'a': 'x', 'b': 'y'}; ConfigError on a malformed or repeated key."""
+    parsed: dict[str, str] = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key or not rest:
+            raise ConfigError(f"{option} expects NAME=VALUE, got {value!r}")
+        if key in parsed:
+            raise ConfigError(f"{option} {key}=... is given twice")
+        parsed[key] = rest
+    return parsed
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.no_synthetic and args.synthetic is not None:
+        raise ConfigError("--synthetic and --no-synthetic contradict each other; pass one")
+    from twingan.metrics.evaluate import evaluate_checkpoint, format_table
+    from twingan.utils.atomic import atomic_write_text
+
+    result = evaluate_checkpoint(
+        args.checkpoint,
+        synthetic_root=args.synthetic,
+        real_folders=parse_assignments(args.real, "--real"),
+        target_folders=parse_assignments(args.target, "--target"),
+        inception=args.inception,
+        paired=not args.no_synthetic,
+        style_domains=parse_assignments(args.style_domain, "--style-domain") or None,
+        baselines=args.baselines,
+        device=args.device,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+    )
+    print(f"{args.checkpoint}: {result['resolution']} px, domains {', '.join(result['domains'])}, "
+          f"{result['images_seen']} images seen")
+    if result["synthetic"] is not None:
+        syn = result["synthetic"]
+        styles = ", ".join(f"{style} = {domain}" for style, domain in syn["style_domains"].items())
+        print(f"synthetic paired test set: {syn['root']} ({syn['test_faces']} faces; {styles})")
+    for pair, info in (result["fid"] or {}).items():
+        print(f"FID/KID {pair}: {info['n_source']} translations of {info['source']} vs {info['n_target']} images "
+              f"of {info['target']} ({len(info['skipped_source']) + len(info['skipped_target'])} unreadable, "
+              "skipped)")
+    print(format_table(result["scores"]))
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0

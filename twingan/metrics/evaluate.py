@@ -1,0 +1,345 @@
+"""One evaluation of a trained translator: paired-synthetic scores, baselines, FID/KID of translations.
+
+:func:`evaluate_checkpoint` backs `twingan eval`, the periodic evaluation
+during training and the scores of `twingan demo`. Every system is scored the
+same way, so the table has one column per system:
+
+* ``trained``: the checkpoint's model (EMA weights);
+* ``untrained`` (with ``baselines``): the same architecture freshly
+  initialised from the run's seed, at the same resolution;
+* ``pixels`` (with ``baselines``): :class:`~twingan.metrics.paired.PixelBaseline`,
+  whose "translation" is its input and whose embedding is the raw pixels.
+
+Paired-synthetic rows (``photo2anime/l1``, ``.../hair_acc``, ``.../recall@k``,
+both directions) come from :func:`~twingan.metrics.paired.paired_scores`.
+FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
+folder of real SRC images with a folder of real DST images. Both folders are
+centre-cropped and resized to the model resolution the way training data is,
+so the score measures the translation, not the gap between the model's
+resolution and the size of the real files.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Union
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from twingan.checkpoint import load_translator
+from twingan.data.datasets import resize_square
+from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
+from twingan.errors import ConfigError, DatasetError, ImageLoadError
+from twingan.metrics import compute_fid_kid
+from twingan.metrics.folder_features import list_folder_images
+from twingan.metrics.inception import InceptionFeatures, resolve_device, resolve_inception_path
+from twingan.metrics.paired import STYLES, PixelBaseline, Translatable, load_paired_test_set, paired_scores
+from twingan.models import TwinGAN
+
+PathLike = Union[str, os.PathLike]
+
+TRAINED, UNTRAINED, PIXELS = "trained", "untrained", "pixels"
+LOG_PREFIX = "eval/"
+
+
+def evaluate_checkpoint(
+    path_or_model: PathLike | TwinGAN,
+    synthetic_root: PathLike | None = None,
+    real_folders: Mapping[str, PathLike] | None = None,
+    inception: PathLike | InceptionFeatures | None = None,
+    *,
+    target_folders: Mapping[str, PathLike] | None = None,
+    config: Mapping[str, Any] | None = None,
+    paired: bool = True,
+    style_domains: Mapping[str, str] | None = None,
+    baselines: bool = False,
+    device: str | torch.device = "auto",
+    batch_size: int = 32,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score a checkpoint (path) or a TwinGAN model; returns a JSON-ready dict.
+
+    ``config`` is the resolved training config (a checkpoint path brings its
+    own, ``meta["config"]``); it supplies the synthetic root when
+    ``synthetic_root`` is None, the style -> domain mapping when
+    ``style_domains`` is None, and the seed of the untrained baseline.
+    ``paired=False`` skips the synthetic scores. FID/KID runs when
+    ``real_folders`` (source domain -> folder) and ``target_folders`` (target
+    domain -> folder) are given, for every source/target pair of different
+    domains; ``inception`` is the weights path (else $TWINGAN_INCEPTION) or a
+    ready :class:`InceptionFeatures`. A model passed in is used on its own
+    device and left in the train/eval mode it came in.
+
+    Result keys: checkpoint, domains, resolution, images_seen, systems,
+    scores (system -> metric -> value), synthetic (root, test_faces,
+    style_domains; or None), fid (pair -> details; or None).
+    """
+    wants_fid = bool(real_folders) or bool(target_folders)
+    if wants_fid:
+        real_folders, target_folders = _check_fid_request(real_folders, target_folders)
+        if not isinstance(inception, InceptionFeatures):
+            resolve_inception_path(inception)
+    if isinstance(path_or_model, TwinGAN):
+        model, meta, checkpoint = path_or_model, {"config": config}, None
+    else:
+        model, meta = load_translator(path_or_model, device=resolve_device(device))
+        checkpoint = str(path_or_model)
+    train_config = config if config is not None else (meta.get("config") or {})
+    root = _synthetic_root(synthetic_root, train_config, checkpoint) if paired else None
+    if root is None and not wants_fid:
+        raise ConfigError(
+            "nothing to evaluate: no synthetic dataset was given or found in the checkpoint's config "
+            "(--synthetic ROOT), and no FID folders (--real SRC=DIR --target DST=DIR)"
+        )
+    if wants_fid:
+        for domain in (*real_folders, *target_folders):
+            if domain not in model.domains:
+                raise ConfigError(
+                    f"domain {domain!r} of --real/--target is not one of this model's {list(model.domains)}"
+                )
+
+    result: dict[str, Any] = {
+        "checkpoint": checkpoint,
+        "domains": list(model.domains),
+        "resolution": model.resolution,
+        "images_seen": (meta.get("progress") or {}).get("images_seen"),
+        "systems": [],
+        "scores": {},
+        "synthetic": None,
+        "fid": None,
+    }
+    with _eval_mode(model), torch.no_grad():
+        systems = _systems(model, baselines, int(train_config.get("seed", 0)))
+        result["systems"] = list(systems)
+        result["scores"] = {name: {} for name in systems}
+        if root is not None:
+            mapping = dict(style_domains) if style_domains else style_domains_from_config(train_config)
+            _check_style_domains(mapping, model)
+            test_set = load_paired_test_set(root, model.resolution)
+            for name, system in systems.items():
+                result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
+            result["synthetic"] = {"root": str(root), "test_faces": len(test_set.params), "style_domains": mapping}
+        if wants_fid:
+            extractor = inception if isinstance(inception, InceptionFeatures) else InceptionFeatures.from_path(
+                inception, device=_device_of(model), batch_size=batch_size
+            )
+            result["fid"] = _fid_of_translations(
+                systems, real_folders, target_folders, model.resolution, extractor, batch_size, progress,
+                result["scores"],
+            )
+    return result
+
+
+def style_domains_from_config(config: Mapping[str, Any]) -> dict[str, str]:
+    """Which model domain is each synthetic style: the domain whose dataset root is ``.../train/<style>``.
+
+    Read from the training config's ``data.domains`` (name -> dataset spec
+    with ``root``), so the mapping follows the run, not fixed names.
+    """
+    domains = (config.get("data") or {}).get("domains") or {}
+    mapping = {}
+    for style in STYLES:
+        readers = [name for name, spec in domains.items() if _reads_synthetic_style(spec, style)]
+        if len(readers) != 1:
+            roots = ", ".join(f"{name}: {(spec or {}).get('root')}" for name, spec in domains.items()) or "none"
+            why = "no domain reads" if not readers else f"domains {readers} all read"
+            raise ConfigError(
+                f"cannot tell which domain is the synthetic {style!r} style: {why} a synthetic train/{style} "
+                f"folder in the training config (data.domains roots: {roots}); name it with --style-domain "
+                f"{style}=DOMAIN"
+            )
+        mapping[style] = readers[0]
+    return mapping
+
+
+def log_record(result: Mapping[str, Any]) -> dict[str, float]:
+    """Flat scalars of a result: ``eval/<metric>`` for the trained model, ``eval/<system>/<metric>`` for baselines."""
+    record = {}
+    for system, scores in result["scores"].items():
+        prefix = LOG_PREFIX if system == TRAINED else f"{LOG_PREFIX}{system}/"
+        record.update({prefix + metric: float(value) for metric, value in scores.items()})
+    return record
+
+
+def format_table(scores: Mapping[str, Mapping[str, float]], digits: int = 4) -> str:
+    """Rows metrics, columns systems; '-' where a system has no value for a metric."""
+    systems = list(scores)
+    metrics = list(dict.fromkeys(m for system in systems for m in scores[system]))
+    cells = {s: [f"{scores[s][m]:.{digits}f}" if m in scores[s] else "-" for m in metrics] for s in systems}
+    name_width = max([len("metric"), *(len(m) for m in metrics)])
+    widths = {s: max([len(s), *(len(c) for c in cells[s])]) for s in systems}
+    lines = [f"{'metric':<{name_width}}  " + "  ".join(f"{s:>{widths[s]}}" for s in systems)]
+    for row, metric in enumerate(metrics):
+        lines.append(f"{metric:<{name_width}}  " + "  ".join(f"{cells[s][row]:>{widths[s]}}" for s in systems))
+    return "\n".join(lines)
+
+
+# ---- pieces ------------------------------------------------------------------------------------
+
+
+def _reads_synthetic_style(spec: Any, style: str) -> bool:
+    root = spec.get("root") if isinstance(spec, Mapping) else None
+    return bool(root) and Path(str(root)).parts[-2:] == ("train", style)
+
+
+def _check_style_domains(mapping: Mapping[str, str], model: TwinGAN) -> None:
+    if set(mapping) != set(STYLES):
+        raise ConfigError(f"the style -> domain mapping needs exactly the styles {list(STYLES)}, got {sorted(mapping)}")
+    for style, domain in mapping.items():
+        if domain not in model.domains:
+            raise ConfigError(
+                f"synthetic style {style!r} is mapped to {domain!r}, which is not one of this model's domains "
+                f"{list(model.domains)}"
+            )
+    if mapping["photo"] == mapping["anime"]:
+        raise ConfigError(f"both synthetic styles map to the domain {mapping['photo']!r}; they need two domains")
+
+
+def _synthetic_root(given: PathLike | None, config: Mapping[str, Any], checkpoint: str | None) -> Path | None:
+    if given is not None:
+        root = Path(given)
+        where = "--synthetic"
+    else:
+        synthetic = (config.get("data") or {}).get("synthetic")
+        if not synthetic or not synthetic.get("root"):
+            return None
+        root = Path(str(synthetic["root"]))
+        where = f"the training config of {checkpoint}" if checkpoint else "the training config"
+    if not root.is_dir():
+        raise DatasetError(
+            f"{root}: synthetic dataset folder not found (from {where}); pass --synthetic ROOT where it lives "
+            "(or --no-synthetic to skip the paired scores)"
+        )
+    return root
+
+
+def _check_fid_request(
+    real: Mapping[str, PathLike] | None, target: Mapping[str, PathLike] | None
+) -> tuple[dict[str, Path], dict[str, Path]]:
+    if not real or not target:
+        missing = "--target DST=DIR" if not target else "--real SRC=DIR"
+        raise ConfigError(f"FID/KID of translations needs both real source and real target folders: add {missing}")
+    pairs = [(s, d) for s in real for d in target if s != d]
+    if not pairs:
+        raise ConfigError(
+            f"FID/KID compares translations between two domains, but --real {sorted(real)} and --target "
+            f"{sorted(target)} name the same one"
+        )
+    return {k: Path(v) for k, v in real.items()}, {k: Path(v) for k, v in target.items()}
+
+
+def _systems(model: TwinGAN, baselines: bool, seed: int) -> dict[str, Translatable]:
+    systems: dict[str, Translatable] = {TRAINED: model}
+    if baselines:
+        systems[UNTRAINED] = untrained_like(model, seed)
+        systems[PIXELS] = PixelBaseline()
+    return systems
+
+
+def untrained_like(model: TwinGAN, seed: int) -> TwinGAN:
+    """A freshly initialised model of ``model``'s architecture and growth state, in eval mode.
+
+    Initialised under a forked CPU generator, so the caller's (training) random state is untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        fresh = TwinGAN(model.cfg)
+    fresh.set_progress(model.resolution, model.alpha)
+    return fresh.to(_device_of(model)).eval()
+
+
+@contextlib.contextmanager
+def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _device_of(model: torch.nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+class _FolderImages:
+    """A folder's readable images as uint8 (N, 3, R, R) batches at the model resolution; skipped files are kept."""
+
+    def __init__(self, root: Path, resolution: int, batch_size: int) -> None:
+        self.root = root
+        self.files = list_folder_images(root)
+        self.resolution = resolution
+        self.batch_size = batch_size
+        self.skipped: list[tuple[str, str]] = []
+        self.count = 0
+
+    def batches(self, progress: bool, label: str) -> Iterator[torch.Tensor]:
+        self.skipped, self.count = [], 0
+        arrays: list[np.ndarray] = []
+        for index, path in enumerate(tqdm(self.files, desc=label, unit="img", disable=not progress)):
+            try:
+                arrays.append(resize_square(load_image(path), self.resolution))
+            except ImageLoadError as exc:
+                self.skipped.append((path.relative_to(self.root).as_posix(), exc.reason))
+            if arrays and (len(arrays) == self.batch_size or index == len(self.files) - 1):
+                self.count += len(arrays)
+                yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+                arrays = []
+        if self.count < 2:
+            raise DatasetError(
+                f"{self.root}: FID and KID need at least 2 readable images, got {self.count}"
+                + (f" (first unreadable: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
+            )
+
+
+def _fid_of_translations(
+    systems: Mapping[str, Translatable],
+    real: Mapping[str, Path],
+    target: Mapping[str, Path],
+    resolution: int,
+    extractor: InceptionFeatures,
+    batch_size: int,
+    progress: bool,
+    scores: dict[str, dict[str, float]],
+) -> dict[str, dict[str, Any]]:
+    """Add ``SRC2DST/fid`` and ``SRC2DST/kid`` to ``scores`` for every system; return each pair's details."""
+    target_images = {dst: _FolderImages(folder, resolution, batch_size) for dst, folder in target.items()}
+    target_features = {
+        dst: np.concatenate([extractor(batch) for batch in images.batches(progress, f"real {dst}")])
+        for dst, images in target_images.items()
+    }
+    details: dict[str, dict[str, Any]] = {}
+    for src, folder in real.items():
+        source = _FolderImages(folder, resolution, batch_size)
+        dsts = [dst for dst in target if dst != src]
+        chunks: dict[tuple[str, str], list[np.ndarray]] = {(s, d): [] for s in systems for d in dsts}
+        for batch in source.batches(progress, f"translate {src}"):
+            x = uint8_to_tensor(batch)
+            for name, system in systems.items():
+                device = _device_of(system) if isinstance(system, torch.nn.Module) else torch.device("cpu")
+                for dst in dsts:
+                    fake = system.translate(x.to(device), src, dst).float().cpu()
+                    chunks[(name, dst)].append(extractor(tensor_to_uint8(fake)))
+        for dst in dsts:
+            pair = f"{src}2{dst}"
+            for name in systems:
+                fid = compute_fid_kid(np.concatenate(chunks[(name, dst)]), target_features[dst], progress=False)
+                scores[name][f"{pair}/fid"] = fid["fid"]
+                scores[name][f"{pair}/kid"] = fid["kid_mean"]
+                scores[name][f"{pair}/kid_std"] = fid["kid_std"]
+            details[pair] = {
+                "source": str(folder),
+                "target": str(target[dst]),
+                "n_source": source.count,
+                "n_target": target_images[dst].count,
+                "skipped_source": source.skipped,
+                "skipped_target": target_images[dst].skipped,
+                "resolution": resolution,
+                "kid_subsets": fid["kid_subsets"],
+                "kid_subset_size": fid["kid_subset_size"],
+                "inception": extractor.weights_id,
+            }
+    return details
