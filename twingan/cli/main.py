@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "prep",
     "fid",
     "eval",
+    "index",
     "translate",
     "export",
     "serve",
