@@ -122,16 +122,21 @@ def test_exact_resume_after_sigkill(synthetic_root, tmp_path):
     assert [r["g_total"] for r in res_log] == [r["g_total"] for r in ref_log]
 
 
-def test_nan_loss_stops_without_writing_a_poisoned_checkpoint(synthetic_root, tmp_path, monkeypatch):
+def poison_generator_loss(monkeypatch, is_poisoned):
+    """Make the generator loss NaN on the calls (counted from 1) for which ``is_poisoned(call)`` is true."""
     original = TranslationLosses.generator_loss
     calls = {"n": 0}
 
-    def poisoned(self, model, discs, reals):
+    def patched(self, model, discs, reals):
         total, logs = original(self, model, discs, reals)
         calls["n"] += 1
-        return (total * float("nan"), logs) if calls["n"] >= 4 else (total, logs)
+        return (total * float("nan"), logs) if is_poisoned(calls["n"]) else (total, logs)
 
-    monkeypatch.setattr(TranslationLosses, "generator_loss", poisoned)
+    monkeypatch.setattr(TranslationLosses, "generator_loss", patched)
+
+
+def test_nan_loss_stops_without_writing_a_poisoned_checkpoint(synthetic_root, tmp_path, monkeypatch):
+    poison_generator_loss(monkeypatch, lambda call: call >= 4)
     run_dir = tmp_path / "run"
     with pytest.raises(TrainingDiverged, match="generator loss is nan at step 3"):
         train(tiny_run_overrides(synthetic_root, run_dir))
@@ -144,15 +149,7 @@ def test_nan_loss_stops_without_writing_a_poisoned_checkpoint(synthetic_root, tm
 
 
 def test_nan_rollback_policy_recovers(synthetic_root, tmp_path, monkeypatch):
-    original = TranslationLosses.generator_loss
-    calls = {"n": 0}
-
-    def flaky(self, model, discs, reals):
-        total, logs = original(self, model, discs, reals)
-        calls["n"] += 1
-        return (total * float("nan"), logs) if calls["n"] == 4 else (total, logs)
-
-    monkeypatch.setattr(TranslationLosses, "generator_loss", flaky)
+    poison_generator_loss(monkeypatch, lambda call: call == 4)
     run_dir = tmp_path / "run"
     final = train(tiny_run_overrides(synthetic_root, run_dir, "train.nan_policy=rollback"))
     meta = read_meta(final)
