@@ -12,13 +12,14 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence, TextIO
 
-from twingan.errors import DatasetError
+from twingan.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from twingan.inference import Translator
     from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingStore
-    from twingan.search.index import Index
+    from twingan.search.index import Index, SearchResult
 
 KINDS = ("auto", "flat", "ivf_sq8", "ivf_pq", "hnsw")
 
@@ -92,22 +93,52 @@ def _register_info(index_sub: argparse._SubParsersAction) -> None:
 
 
 def _register_query(index_sub: argparse._SubParsersAction) -> None:
+    from twingan.inference.translator import DEFAULT_BATCH_SIZE
+    from twingan.search.results_grid import DEFAULT_TILE
+
     parser = index_sub.add_parser(
         "query",
-        help="find the most similar gallery images",
-        description="Search the index with precomputed query embeddings (an embeddings store made by the same "
-        "checkpoint as the index; the metadata is checked).",
+        help="find the gallery faces most similar to query images",
+        description="Search the index with query IMAGEs, embedded by --checkpoint (which must be the checkpoint "
+        "that embedded the gallery: its hash, the embedding kind and dimension are checked against the index), "
+        "or with precomputed query embeddings (--vectors). Query images are taken as face crops unless --detect "
+        "(largest face of each photo, aligned as `twingan translate` does). Prints each query's neighbours "
+        "(rank, cosine similarity, domain, path); --grid also draws them. An unusable query image is reported "
+        "in one line, the others are searched, and the exit status is 1.",
     )
     parser.add_argument("index", type=Path, metavar="INDEX", help="index file")
-    parser.add_argument("--vectors", type=Path, required=True, metavar="EMBEDDINGS",
-                        help="embeddings store holding the query embeddings")
+    parser.add_argument("images", nargs="*", metavar="IMAGE",
+                        help="query image files, folders or quoted glob patterns (with --checkpoint)")
+    parser.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT",
+                        help="the checkpoint that embedded the gallery; embeds the query IMAGEs")
+    parser.add_argument("--from", dest="src", default=None, metavar="DOMAIN",
+                        help="domain of the query images (default: with a two-domain checkpoint and --domain, "
+                        "the domain that is not --domain)")
+    parser.add_argument("--vectors", type=Path, default=None, metavar="EMBEDDINGS",
+                        help="instead of IMAGEs: an embeddings store holding the query embeddings")
     parser.add_argument("--k", type=int, default=10, help="results per query (default 10; at most the gallery size)")
     parser.add_argument("--domain", default=None, help="only return gallery images of this domain")
     parser.add_argument("--json", action="store_true", help="print one JSON object per query")
+    parser.add_argument("--grid", type=Path, default=None, metavar="OUT.png",
+                        help="IMAGE queries: also save a picture, one row per query: its face, then the neighbours "
+                        "with their scores")
+    parser.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="PX",
+                        help=f"--grid: tile size in pixels (default {DEFAULT_TILE})")
+    parser.add_argument("--gallery-root", type=Path, default=None, metavar="DIR",
+                        help="--grid: folder that relative gallery paths are relative to (default: the current "
+                        "folder; see `twingan embed --relative-to`)")
+    parser.add_argument("--detect", action="store_true",
+                        help="detect and align the largest face of each query photo (photos of people)")
+    parser.add_argument("--min-face-size", type=int, default=20, metavar="PX",
+                        help="--detect: smallest face MTCNN looks for, in photo pixels (default 20)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help=f"query images per model batch (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--torch-device", default="auto",
+                        help="torch device embedding the query images: auto (default), cpu, cuda:1")
     parser.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                         help="where to search (default: a GPU when FAISS sees one)")
     _add_threads_option(parser)
-    parser.set_defaults(func=run_query_vectors)
+    parser.set_defaults(func=run_query)
 
 
 def _set_threads(threads: int | None) -> None:
@@ -218,6 +249,16 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_query(args: argparse.Namespace) -> int:
+    if (args.vectors is None) == (not args.images):
+        raise ConfigError("give query IMAGEs (with --checkpoint) or --vectors EMBEDDINGS, not both or neither")
+    if args.vectors is not None:
+        if args.grid is not None or args.checkpoint is not None:
+            raise ConfigError("--grid and --checkpoint apply to IMAGE queries, not to --vectors")
+        return run_query_vectors(args)
+    return run_query_images(args)
+
+
 def run_query_vectors(args: argparse.Namespace) -> int:
     from twingan.search.embeddings_store import EmbeddingStore
     from twingan.search.index import Index
@@ -232,6 +273,67 @@ def run_query_vectors(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_query_images(args: argparse.Namespace) -> int:
+    """Embed the query images with --checkpoint (checked against the index), search, print, draw the grid."""
+    from twingan.data.image_io import save_image
+    from twingan.faces import FaceDetector
+    from twingan.inference import Translator
+    from twingan.search.embed_images import EMBEDDING_KINDS, collect_image_files, embedding_meta, load_face_crops
+    from twingan.search.index import Index
+    from twingan.search.results_grid import GridRow, results_grid
+
+    if args.checkpoint is None:
+        raise ConfigError("query IMAGEs are embedded by the gallery's checkpoint: add --checkpoint CKPT")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.grid is not None and args.grid.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+        raise ConfigError(f"--grid {args.grid}: use a .png, .jpg or .webp file name")
+    _set_threads(args.threads)
+    index = Index.load(args.index, device=args.device)
+    kind = index.meta.embedding_kind
+    if kind not in EMBEDDING_KINDS:
+        raise ConfigError(f"the index {args.index} holds {kind!r} embeddings; query images can be embedded as "
+                          f"{' or '.join(EMBEDDING_KINDS)} only (use --vectors)")
+    translator = Translator.load(args.checkpoint, device=args.torch_device)
+    meta = embedding_meta(translator, kind)
+    meta.check_matches(index.meta, this=f"the checkpoint {args.checkpoint}", that=f"the index {args.index}")
+    src = _query_domain(translator, args.src, args.domain)
+    detector = FaceDetector(device=translator.device, min_face_size=args.min_face_size) if args.detect else None
+    files, not_found = collect_image_files(args.images)
+    crops = load_face_crops(files, translator, detector)
+    failures = not_found + crops.failed
+    for problem in failures:
+        print(problem, file=sys.stderr)
+    if not crops.crops:
+        raise DatasetError("none of the query images could be used (reasons above)")
+    vectors = translator.embed(crops.crops, src, kind, args.batch_size)
+    labels = [str(path) for path in crops.paths]
+    result = print_search_results(index, vectors, meta, labels, k=args.k, domain=args.domain, as_json=args.json)
+    if args.grid is not None:
+        root = args.gallery_root if args.gallery_root is not None else Path.cwd()
+        rows = [
+            GridRow(crop, [(float(score), root / path) for score, path in zip(scores, paths)])
+            for crop, scores, paths in zip(crops.crops, result.scores, result.paths)
+        ]
+        save_image(results_grid(rows, args.tile), args.grid)
+        print(f"wrote {args.grid}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _query_domain(translator: "Translator", src: str | None, gallery_domain: str | None) -> str:
+    """--from, else the checkpoint's domain other than --domain (two domains), else its only domain."""
+    if src is not None:
+        return translator.check_domain(src, "--from")
+    if gallery_domain is not None and gallery_domain in translator.domains:
+        return translator.source_domain(gallery_domain)
+    if len(translator.domains) == 1:
+        return translator.domains[0]
+    raise ConfigError(
+        f"say which domain the query images are with --from (one of {list(translator.domains)}); it is "
+        "inferred only from --domain with a two-domain checkpoint"
+    )
+
+
 def print_search_results(
     index: "Index",
     queries: "np.ndarray",
@@ -242,11 +344,11 @@ def print_search_results(
     domain: str | None = None,
     as_json: bool = False,
     out: TextIO | None = None,
-) -> None:
+) -> "SearchResult":
     """Search ``queries`` (unit rows made with ``query_meta``, which is checked) and print the hits per query.
 
     ``labels`` name the queries in the output (their image paths). Text output is a
-    block per query: rank, cosine similarity, domain and path of each hit.
+    block per query: rank, cosine similarity, domain and path of each hit. Returns the search result.
     """
     out = out or sys.stdout
     result = index.search(queries, k, query_meta, domain=domain)
@@ -261,3 +363,4 @@ def print_search_results(
         print(f"{label}", file=out)
         for hit in hits:
             print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['domain']:<10}  {hit['path']}", file=out)
+    return result

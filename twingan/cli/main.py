@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "prep",
     "fid",
     "eval",
+    "embed",
     "index",
     "translate",
     "export",

@@ -2,8 +2,9 @@
 
 Every test face exists in both styles with the same parameters, so a
 translation can be compared with the true rendering in the other style, and
-a cross-domain search can be checked for finding the face's own twin.
-Anything with ``translate(x, src, dst)`` and ``embed(x, domain)`` on [-1, 1]
+a cross-domain search can be checked for finding the face's own twin
+(``recall@k`` with the full embedding, ``pooled_recall@k`` with the compact one).
+Anything with ``translate(x, src, dst)`` and ``embed(x, domain, kind)`` on [-1, 1]
 NCHW tensors can be scored: a TwinGAN, an untrained one, or :class:`PixelBaseline`.
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ STYLES = ("photo", "anime")
 class Translatable(Protocol):
     def translate(self, x: torch.Tensor, src: str, dst: str) -> torch.Tensor: ...
 
-    def embed(self, x: torch.Tensor, domain: str) -> torch.Tensor: ...
+    def embed(self, x: torch.Tensor, domain: str, kind: str = "full") -> torch.Tensor: ...
 
 
 @dataclass
@@ -50,13 +51,17 @@ def load_paired_test_set(root: str | Path, resolution: int, limit: int | None = 
 
 
 class PixelBaseline:
-    """The trivial baseline: 'translation' returns the input, and the embedding is the raw pixels."""
+    """The trivial baseline: 'translation' returns the input; the embedding is the raw pixels ('full') or,
+    as the compact counterpart of the pooled latent, the image's mean colour ('pooled')."""
 
     def translate(self, x: torch.Tensor, src: str, dst: str) -> torch.Tensor:
         return x
 
-    def embed(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        return torch.nn.functional.normalize(x.flatten(1).float(), dim=1)
+    def embed(self, x: torch.Tensor, domain: str, kind: str = "full") -> torch.Tensor:
+        if kind not in ("full", "pooled"):
+            raise ValueError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+        vectors = x.flatten(1) if kind == "full" else x.mean(dim=(2, 3))
+        return torch.nn.functional.normalize(vectors.float(), dim=1)
 
 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
@@ -100,6 +105,9 @@ def paired_scores(
     for src, dst in (("photo", "anime"), ("anime", "photo")):
         for k, value in recall_at_k(embeddings[src], embeddings[dst], ks).items():
             scores[f"{src}2{dst}/recall@{k}"] = value
+    from twingan.search.retrieval_quality import embedding_recall
+
+    scores.update(embedding_recall(system, test_set, domains, kinds=("pooled",), ks=ks, batch_size=batch_size))
     return scores
 
 

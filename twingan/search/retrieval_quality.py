@@ -1,0 +1,65 @@
+"""Which embedding retrieves better: recall@k of finding a face's paired twin in the other domain, per kind.
+
+On the synthetic paired test set every face exists as a photo and as an anime
+drawing. Each face of one style is a query, the other style is the gallery,
+and recall@k is the share of queries whose own twin is among the k most
+cosine-similar gallery faces (:func:`twingan.metrics.paired.recall_at_k`).
+Kinds are those of :meth:`twingan.models.TwinGAN.embed`: ``full`` (the
+flattened 4x4 latent) and ``pooled`` (its spatial mean); any system with
+``embed(x, domain, kind)`` can be scored (e.g. :class:`~twingan.metrics.paired.PixelBaseline`).
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from twingan.metrics.paired import PairedTestSet, Translatable, recall_at_k
+
+KINDS = ("full", "pooled")
+DIRECTIONS = (("photo", "anime"), ("anime", "photo"))
+
+
+def metric_name(src: str, dst: str, kind: str, k: int) -> str:
+    """``photo2anime/recall@5`` for full embeddings (the eval name), ``photo2anime/pooled_recall@5`` otherwise."""
+    prefix = "" if kind == "full" else f"{kind}_"
+    return f"{src}2{dst}/{prefix}recall@{k}"
+
+
+@torch.no_grad()
+def embed_styles(
+    model: Translatable, test_set: PairedTestSet, style_domains: Mapping[str, str], kind: str, batch_size: int = 64
+) -> dict[str, np.ndarray]:
+    """style -> (N, D) embeddings of the test faces of that style, each with its own domain's normalisation."""
+    parameters = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    device = parameters[0].device if parameters else torch.device("cpu")
+    embeddings = {}
+    for style, images in test_set.images.items():
+        chunks = [
+            model.embed(chunk.to(device), style_domains[style], kind).float().cpu()
+            for chunk in images.split(batch_size)
+        ]
+        embeddings[style] = torch.cat(chunks).numpy()
+    return embeddings
+
+
+def embedding_recall(
+    model: Translatable,
+    test_set: PairedTestSet,
+    style_domains: Mapping[str, str],
+    kinds: Sequence[str] = KINDS,
+    ks: Sequence[int] = (1, 5, 10),
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Cross-domain recall@k per kind and direction, named by :func:`metric_name`."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"embedding kinds must be among {list(KINDS)}, got {sorted(unknown)}")
+    scores: dict[str, float] = {}
+    for kind in kinds:
+        embeddings = embed_styles(model, test_set, style_domains, kind, batch_size)
+        for src, dst in DIRECTIONS:
+            for k, value in recall_at_k(embeddings[src], embeddings[dst], ks).items():
+                scores[metric_name(src, dst, kind, k)] = value
+    return scores
