@@ -53,3 +53,25 @@ def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     return train(tiny_run_overrides(synthetic_root, run_dir))
+
+
+def run_and_kill_after_first_checkpoint(overrides, run_dir: Path, timeout_s: float = 300) -> int:
+    """Start `twingan train` in a subprocess, SIGKILL it once its first checkpoint exists; return its exit code."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "twingan", "train", *overrides],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not list((Path(run_dir) / "checkpoints").glob("ckpt-*.safetensors")):
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            assert time.monotonic() < deadline, "no checkpoint appeared in time"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        return proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -1,10 +1,6 @@
 """`twingan eval`, evaluate_checkpoint and the evaluation during training, on tiny real checkpoints."""
 import json
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +22,7 @@ from twingan.metrics.inception import FIDInception3
 from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores
 from twingan.training import train
 
-from conftest import tiny_run_overrides
+from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
 
 STYLES = {"photo": "human", "anime": "anime"}
 
@@ -196,19 +192,7 @@ def test_training_evaluates_at_the_interval_and_resume_stays_exact(synthetic_roo
     reference = tmp_path / "reference"
     train(tiny_run_overrides(synthetic_root, reference, *extra))
     interrupted = tmp_path / "interrupted"
-    args = [sys.executable, "-m", "twingan", "train", *tiny_run_overrides(synthetic_root, interrupted, *extra)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not list((interrupted / "checkpoints").glob("ckpt-*.safetensors")):
-            assert proc.poll() is None, "the run ended before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    assert run_and_kill_after_first_checkpoint(tiny_run_overrides(synthetic_root, interrupted, *extra), interrupted) != 0
     assert main(["train", *tiny_run_overrides(synthetic_root, interrupted, *extra), "resume=auto"]) == 0
 
     final = "ckpt-000000000040.safetensors"

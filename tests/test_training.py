@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from twingan.losses.translation import TranslationLosses
 from twingan.training import TrainingDiverged, compose_config, train
 from twingan.training.schedule import ProgressiveSchedule
 
-from conftest import tiny_run_overrides
+from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
 
 
 def read_log(run_dir):
@@ -93,20 +92,8 @@ def test_exact_resume_after_sigkill(synthetic_root, tmp_path):
     reference = tmp_path / "reference"
     train(tiny_run_overrides(synthetic_root, reference))
     interrupted = tmp_path / "interrupted"
-    args = [sys.executable, "-m", "twingan", "train", *tiny_run_overrides(synthetic_root, interrupted)]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    try:
-        while not list((interrupted / "checkpoints").glob("ckpt-*.safetensors")):
-            assert proc.poll() is None, "the run ended before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    returncode = run_and_kill_after_first_checkpoint(tiny_run_overrides(synthetic_root, interrupted), interrupted)
+    assert returncode == -signal.SIGKILL
     assert len(list((interrupted / "checkpoints").glob("ckpt-*.safetensors"))) < 5
     assert main(["train", *tiny_run_overrides(synthetic_root, interrupted), "resume=auto"]) == 0
     name_a, a = _final_tensors(reference)
