@@ -22,45 +22,77 @@ def domain_norm(cfg: ModelConfig, channels: int) -> DomainBatchNorm2d:
     )
 
 
-class ConvNormAct(nn.Module):
-    """Conv -> DomainBatchNorm2d -> LeakyReLU -> PixelNorm (TwinGAN's encoder/generator unit)."""
+class NormModulation(nn.Module):
+    """cond (N, cond_dim) -> (dgamma, dbeta) for a domain norm: gamma_d + f(cond), beta_d + g(cond).
 
-    def __init__(self, cfg: ModelConfig, in_channels: int, out_channels: int, kernel_size: int) -> None:
+    Linear without bias and zero-initialised: a zero condition (no style, no
+    attribute named) leaves the plain translator untouched, before and after training.
+    """
+
+    def __init__(self, cond_dim: int, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(cond_dim, 2 * channels, bias=False)
+        nn.init.zeros_(self.linear.weight)
+
+    def forward(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dgamma, dbeta = self.linear(cond).chunk(2, dim=1)
+        return dgamma, dbeta
+
+
+def _modulation(cfg: ModelConfig, channels: int, conditioned: bool) -> NormModulation | None:
+    return NormModulation(cfg.cond_dim, channels) if conditioned and cfg.cond_dim > 0 else None
+
+
+class ConvNormAct(nn.Module):
+    """Conv -> DomainBatchNorm2d -> LeakyReLU -> PixelNorm (TwinGAN's encoder/generator unit).
+
+    ``conditioned`` units (the generator's) accept a condition vector that modulates the norm.
+    """
+
+    def __init__(
+        self, cfg: ModelConfig, in_channels: int, out_channels: int, kernel_size: int, conditioned: bool = False
+    ) -> None:
         super().__init__()
         self.conv = ScaledConv2d(
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, equalized=cfg.equalized_lr, bias=False
         )
         self.norm = domain_norm(cfg, out_channels)
+        self.modulation = _modulation(cfg, out_channels, conditioned)
         self.pixel_norm = PixelNorm()
         self.slope = cfg.leaky_slope
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
-        x = self.norm(self.conv(x), domain)
+    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
+        x = self.norm(self.conv(x), domain, mod)
         return self.pixel_norm(F.leaky_relu(x, self.slope))
 
 
 class DoubleConv(nn.Module):
     """Two 3x3 units: in -> mid -> out."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int, mid_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, cfg: ModelConfig, in_channels: int, mid_channels: int, out_channels: int, conditioned: bool = False
+    ) -> None:
         super().__init__()
-        self.conv0 = ConvNormAct(cfg, in_channels, mid_channels, 3)
-        self.conv1 = ConvNormAct(cfg, mid_channels, out_channels, 3)
+        self.conv0 = ConvNormAct(cfg, in_channels, mid_channels, 3, conditioned)
+        self.conv1 = ConvNormAct(cfg, mid_channels, out_channels, 3, conditioned)
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
-        return self.conv1(self.conv0(x, domain), domain)
+    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.conv1(self.conv0(x, domain, cond), domain, cond)
 
 
 class ToRGB(nn.Module):
     """1x1 conv to RGB followed by a domain norm, so each domain keeps its own colour statistics."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int) -> None:
+    def __init__(self, cfg: ModelConfig, in_channels: int, conditioned: bool = False) -> None:
         super().__init__()
         self.conv = ScaledConv2d(in_channels, 3, 1, equalized=cfg.equalized_lr, gain=1.0, bias=False)
         self.norm = domain_norm(cfg, 3)
+        self.modulation = _modulation(cfg, 3, conditioned)
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
-        return self.norm(self.conv(x), domain)
+    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+        mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
+        return self.norm(self.conv(x), domain, mod)
 
 
 class ProgressiveMixin:

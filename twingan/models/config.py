@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from twingan.models.attributes import AttributeSchema
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -28,6 +30,12 @@ class ModelConfig:
     sync_bn: bool = False
     leaky_slope: float = 0.2
     mbstd_group: int = 4
+    noise_dim: int = 0
+    mapping_layers: int = 4
+    mapping_hidden: int = 256
+    style_dim: int = 0
+    style_resolution: int = 32
+    attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -38,6 +46,16 @@ class ModelConfig:
             raise ValueError(f"model.resolution must be a power of two >= 4, got {self.resolution}")
         if self.max_channels < 1 or self.fmap_base < 1:
             raise ValueError("model.max_channels and model.fmap_base must be positive")
+        for name in ("noise_dim", "style_dim"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"model.{name} must be >= 0 (0 turns it off), got {getattr(self, name)}")
+        if self.mapping_layers < 1 or self.mapping_hidden < 1:
+            raise ValueError("model.mapping_layers and model.mapping_hidden must be >= 1")
+        if self.style_resolution < 4 or not _is_power_of_two(self.style_resolution):
+            raise ValueError(f"model.style_resolution must be a power of two >= 4, got {self.style_resolution}")
+        attributes = {str(k): tuple(str(v) for v in vs) for k, vs in dict(self.attributes or {}).items()}
+        object.__setattr__(self, "attributes", attributes)
+        AttributeSchema(attributes)
 
     @property
     def num_domains(self) -> int:
@@ -48,6 +66,15 @@ class ModelConfig:
         """All resolutions from 4 up to the final one."""
         return [4 * 2**i for i in range(int(math.log2(self.resolution)) - 1)]
 
+    @property
+    def attribute_schema(self) -> AttributeSchema:
+        return AttributeSchema(self.attributes)
+
+    @property
+    def cond_dim(self) -> int:
+        """Size of the vector that modulates the generator's normalisation: style code + attribute one-hots."""
+        return self.style_dim + self.attribute_schema.dim
+
     def channels(self, resolution: int) -> int:
         return channels_at(resolution, self.fmap_base, self.max_channels)
 
@@ -57,6 +84,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["domains"] = list(self.domains)
+        out["attributes"] = {k: list(v) for k, v in self.attributes.items()}
         out["extra"] = dict(self.extra)
         return out
 

@@ -36,13 +36,21 @@ class Discriminator(ProgressiveMixin, nn.Module):
         self.mbstd = MinibatchStdDev(cfg.mbstd_group)
         self.conv4 = ScaledConv2d(c4 + 1, c4, 3, padding=1, equalized=eq)
         self.conv4_valid = ScaledConv2d(c4, c4, 4, padding=0, equalized=eq)
-        self.fc = ScaledLinear(c4, 1, equalized=eq)
+        self.attribute_dim = cfg.attribute_schema.dim
+        self.fc = ScaledLinear(c4, 1 + self.attribute_dim, equalized=eq)
         self.set_progress(cfg.resolution, 1.0)
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.slope)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, with_attributes: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """The real/fake logit (N, 1); with ``with_attributes`` also the attribute logits (N, attribute dim).
+
+        When the model has attributes (``model.attributes``) the last layer carries an
+        auxiliary classifier (AC-GAN / StarGAN): one logit block per attribute group.
+        """
         self._check_input(x)
         res = self.resolution
         h = self._act(self.from_rgb[str(res)](x))
@@ -55,7 +63,10 @@ class Discriminator(ProgressiveMixin, nn.Module):
             res //= 2
         h = self._act(self.conv4(self.mbstd(h)))
         h = self._act(self.conv4_valid(h))
-        return self.fc(h.flatten(1))
+        out = self.fc(h.flatten(1))
+        if with_attributes:
+            return out[:, :1], out[:, 1:]
+        return out[:, :1]
 
 
 class Discriminators(nn.Module):
@@ -72,3 +83,7 @@ class Discriminators(nn.Module):
 
     def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
         return self.nets[domain](x)
+
+    def with_attributes(self, x: torch.Tensor, domain: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real/fake logit, attribute logits) of domain ``domain``'s discriminator."""
+        return self.nets[domain](x, with_attributes=True)

@@ -57,11 +57,28 @@ class DomainBatchNorm2d(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.num_features}, domains={self.num_domains}, renorm={self.renorm}, sync={self.sync}"
 
-    def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, domain: int, modulation: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """Normalise with ``domain``'s statistics and affine parameters.
+
+        ``modulation`` = (dgamma, dbeta), each (N, C): per-sample offsets added to the
+        domain's gamma and beta (gamma_d + dgamma, beta_d + dbeta), which is how a style
+        code or an attribute vector conditions the generator.
+        """
         if not 0 <= domain < self.num_domains:
             raise IndexError(f"domain index {domain} out of range for {self.num_domains} domains")
-        gamma = self.weight[domain]
-        beta = self.bias[domain]
+        if modulation is not None:
+            dgamma, dbeta = modulation
+            x_hat = self._normalise(x, domain, None, None)
+            gamma = self.weight[domain][None, :] + dgamma
+            beta = self.bias[domain][None, :] + dbeta
+            return (x_hat * gamma[:, :, None, None] + beta[:, :, None, None]).to(x.dtype)
+        return self._normalise(x, domain, self.weight[domain], self.bias[domain])
+
+    def _normalise(
+        self, x: torch.Tensor, domain: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
+    ) -> torch.Tensor:
         if not self.training:
             return F.batch_norm(
                 x, self.running_mean[domain], self.running_var[domain], gamma, beta, False, 0.0, self.eps
@@ -76,7 +93,7 @@ class DomainBatchNorm2d(nn.Module):
         return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     def _manual_train_forward(
-        self, x: torch.Tensor, domain: int, gamma: torch.Tensor, beta: torch.Tensor
+        self, x: torch.Tensor, domain: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
     ) -> torch.Tensor:
         xf = x.float()
         count = torch.tensor(float(x.shape[0] * x.shape[2] * x.shape[3]), device=x.device)
@@ -102,5 +119,6 @@ class DomainBatchNorm2d(nn.Module):
             running_var.lerp_(unbiased.detach(), self.momentum)
         if self.renorm:
             x_hat = x_hat * r[None, :, None, None] + d[None, :, None, None]
-        out = x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
-        return out.to(x.dtype)
+        if gamma is not None and beta is not None:
+            x_hat = x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
+        return x_hat.to(x.dtype)

@@ -7,9 +7,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from twingan.models.attributes import AttributeSchema
 from twingan.models.config import ModelConfig
 from twingan.models.encoder import Encoder
 from twingan.models.generator import Generator
+from twingan.models.mapping import MappingNetwork
+from twingan.models.style_encoder import StyleEncoder
 
 Domain = Union[int, str]
 EmbeddingKind = Literal["full", "pooled"]
@@ -20,6 +23,11 @@ class TwinGAN(nn.Module):
 
     Domains may be given by index or by name (``cfg.domains``). Images are
     float tensors (N, 3, R, R) in [-1, 1] at the current resolution R.
+
+    Optional parts, each off unless configured: a mapping network (``noise_dim``)
+    so the generator draws new faces from noise; a style encoder (``style_dim``)
+    whose code, with an attribute vector (``attributes``), forms the condition that
+    modulates the generator's normalisation (see :meth:`condition`).
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -27,6 +35,9 @@ class TwinGAN(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.generator = Generator(cfg)
+        self.mapping = MappingNetwork(cfg) if cfg.noise_dim > 0 else None
+        self.style_encoder = StyleEncoder(cfg) if cfg.style_dim > 0 else None
+        self.attribute_schema = AttributeSchema(cfg.attributes)
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -58,14 +69,73 @@ class TwinGAN(nn.Module):
         """Image -> (4x4 latent, skip features keyed by resolution), with ``domain``'s normalisation."""
         return self.encoder(x, self.domain_index(domain))
 
-    def decode(self, latent: torch.Tensor, skips: dict[int, torch.Tensor], domain: Domain) -> torch.Tensor:
-        """(latent, skips) -> image rendered with ``domain``'s normalisation."""
-        return self.generator(latent, skips, self.domain_index(domain))
+    def decode(
+        self,
+        latent: torch.Tensor,
+        skips: dict[int, torch.Tensor] | None,
+        domain: Domain,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(latent, skips) -> image rendered with ``domain``'s normalisation (``cond``: see :meth:`condition`)."""
+        return self.generator(latent, skips, self.domain_index(domain), cond)
 
-    def translate(self, x: torch.Tensor, src: Domain, dst: Domain) -> torch.Tensor:
+    def translate(self, x: torch.Tensor, src: Domain, dst: Domain, cond: torch.Tensor | None = None) -> torch.Tensor:
         """Encode in ``src``, decode in ``dst`` (skips come from the source image)."""
         latent, skips = self.encode(x, src)
-        return self.decode(latent, skips, dst)
+        return self.decode(latent, skips, dst, cond)
+
+    # ---- generation and conditioning -------------------------------------------------------
+
+    def noise(self, n: int, generator: torch.Generator | None = None, device: torch.device | str | None = None) -> torch.Tensor:
+        """(n, noise_dim) standard Gaussian noise for :meth:`generate` (seeded by ``generator``)."""
+        self._require(self.mapping, "generation", "model.noise_dim > 0")
+        device = device if device is not None else next(self.parameters()).device
+        return torch.randn(n, self.cfg.noise_dim, generator=generator, device=device)
+
+    def generate(self, z: torch.Tensor, domain: Domain, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Noise (N, noise_dim) -> new faces drawn with ``domain``'s normalisation (no source image, no skips)."""
+        self._require(self.mapping, "generation", "model.noise_dim > 0")
+        return self.decode(self.mapping(z), None, domain, cond)
+
+    def style(self, reference: torch.Tensor, domain: Domain) -> torch.Tensor:
+        """Reference images of ``domain`` -> (N, style_dim) style codes."""
+        self._require(self.style_encoder, "reference-guided translation", "model.style_dim > 0")
+        return self.style_encoder(reference, self.domain_index(domain))
+
+    def condition(
+        self, n: int, style: torch.Tensor | None = None, labels: torch.Tensor | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor | None:
+        """The generator's condition for ``n`` images: [style code | attribute one-hots].
+
+        ``style``: (N, style_dim) from :meth:`style` or None (zeros: no reference).
+        ``labels``: (N, groups) value indices from :attr:`attribute_schema`, -1 for
+        "keep" (zeros). Returns None when the model takes no condition at all.
+        """
+        if self.cfg.cond_dim == 0:
+            if style is not None or labels is not None:
+                raise ValueError("this model takes no style or attributes (model.style_dim = 0, no model.attributes)")
+            return None
+        device = device if device is not None else next(self.parameters()).device
+        parts = []
+        if self.cfg.style_dim > 0:
+            parts.append(style if style is not None else torch.zeros(n, self.cfg.style_dim, device=device))
+        elif style is not None:
+            raise ValueError("this model has no style encoder (model.style_dim = 0): it cannot take a reference")
+        if self.attribute_schema:
+            parts.append(self.attribute_schema.one_hot(labels.to(device)) if labels is not None
+                         else torch.zeros(n, self.attribute_schema.dim, device=device))
+        elif labels is not None:
+            raise ValueError("this model was trained without attributes (model.attributes is empty)")
+        cond = torch.cat(parts, dim=1)
+        if cond.shape[0] != n:
+            raise ValueError(f"condition for {n} images has {cond.shape[0]} rows")
+        return cond
+
+    @staticmethod
+    def _require(part: nn.Module | None, what: str, setting: str) -> None:
+        if part is None:
+            raise ValueError(f"this model was built without {what}; it needs {setting}")
 
     def reconstruct(self, x: torch.Tensor, domain: Domain) -> torch.Tensor:
         return self.translate(x, domain, domain)
