@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "embed",
     "index",
     "translate",
+    "generate",
     "export",
     "serve",
 )
