@@ -26,8 +26,10 @@ enlarging), or read from the pre-resized cache when it holds R.
 Bad files never stop an epoch: an item that fails to load is recorded in
 ``bad_files`` (path -> reason), warned about once (:class:`BadImageWarning`)
 and replaced by the next readable item (index + 1, + 2, ... modulo the
-length). The record is shared with DataLoader worker processes. A dataset in
-which no file at all can be read raises DatasetError naming its root.
+length); :meth:`ImageDomainDataset.load_with_index` also returns the index
+actually loaded, so that per-image labels can follow the substitution. The
+record is shared with DataLoader worker processes. A dataset in which no file
+at all can be read raises DatasetError naming its root.
 
 Workers receive a copy of the dataset when an iterator starts, so call
 ``set_resolution`` before starting an epoch's iterator (and do not use
@@ -175,13 +177,21 @@ class ImageDomainDataset(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        return self.load_with_index(index)[0]
+
+    def load_with_index(self, index: int) -> tuple[torch.Tensor, int]:
+        """Item ``index`` and the index actually loaded: a bad file is replaced by the next readable one.
+
+        Per-image data (labels, attributes) must be looked up by the returned
+        index, not by ``index``, to stay aligned with the pixels.
+        """
         count = len(self.paths)
         for step in range(count):
             candidate = (index + step) % count
             if self._bad_flags[candidate]:
                 continue
             try:
-                return self._load_item(candidate)
+                return self._load_item(candidate), candidate
             except ImageLoadError as exc:
                 self._mark_bad(candidate, exc.reason, warn=True)
         raise DatasetError(

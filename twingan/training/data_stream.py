@@ -5,12 +5,17 @@ permutation seeded by (seed, domain, epoch). A single counter, ``position``
 (samples drawn per domain over all ranks), says where the run is; it is what a
 checkpoint stores, so a resumed run reads exactly the batches it would have
 read. Rank r of W takes samples [position + r*B, position + (r+1)*B) of each step.
+
+With per-domain label matrices (:func:`twingan.data.labels.label_matrix`) each
+step also carries the labels of the images actually loaded: a bad file is
+replaced by the next readable one, and its label row follows it.
 """
 from __future__ import annotations
 
 import functools
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -35,8 +40,41 @@ class EpochPermutations:
         return int(self.permutation(epoch)[offset])
 
 
+class LabelledStep(NamedTuple):
+    """One step's batches with labels: ``images[d]`` uint8 (B, 3, R, R), ``labels[d]`` int64 (B, G) or None."""
+
+    images: list[torch.Tensor]
+    labels: list[Optional[torch.Tensor]]
+
+
+def _check_labels(
+    datasets: Sequence[ImageDomainDataset], labels: Sequence[Optional[np.ndarray]]
+) -> list[Optional[np.ndarray]]:
+    if len(labels) != len(datasets):
+        raise ValueError(f"got {len(labels)} label matrices for {len(datasets)} domains (use None for a domain without labels)")
+    checked: list[Optional[np.ndarray]] = []
+    for d, (ds, matrix) in enumerate(zip(datasets, labels)):
+        if matrix is None:
+            checked.append(None)
+            continue
+        matrix = np.asarray(matrix)
+        if matrix.ndim != 2 or matrix.shape[0] != len(ds) or not np.issubdtype(matrix.dtype, np.integer):
+            raise ValueError(
+                f"labels of domain {d} must be an integer array of shape ({len(ds)}, groups), "
+                f"got {matrix.dtype} {matrix.shape}"
+            )
+        checked.append(np.ascontiguousarray(matrix, dtype=np.int64))
+    return checked
+
+
 class StepBatches(Dataset):
-    """Item k = the uint8 batches of every domain for the k-th step after ``start``."""
+    """Item k = the uint8 batches of every domain for the k-th step after ``start``.
+
+    Without ``labels`` an item is a list with one (B, 3, R, R) tensor per
+    domain. With ``labels`` (one (N_d, G) integer matrix per domain, or None)
+    it is a :class:`LabelledStep` whose ``labels[d]`` holds the rows of the
+    images actually loaded (None for a domain without a matrix).
+    """
 
     def __init__(
         self,
@@ -46,6 +84,7 @@ class StepBatches(Dataset):
         batch_size: int,
         rank: int = 0,
         world_size: int = 1,
+        labels: Optional[Sequence[Optional[np.ndarray]]] = None,
     ) -> None:
         self.datasets = datasets
         self.orders = orders
@@ -53,16 +92,29 @@ class StepBatches(Dataset):
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
+        self.labels = None if labels is None else _check_labels(datasets, labels)
 
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, step: int) -> list[torch.Tensor]:
+    def __getitem__(self, step: int) -> Union[list[torch.Tensor], LabelledStep]:
         first = self.start + step * self.batch_size * self.world_size + self.rank * self.batch_size
-        return [
-            torch.stack([ds[order.index(first + j)] for j in range(self.batch_size)])
-            for ds, order in zip(self.datasets, self.orders)
-        ]
+        if self.labels is None:
+            return [
+                torch.stack([ds[order.index(first + j)] for j in range(self.batch_size)])
+                for ds, order in zip(self.datasets, self.orders)
+            ]
+        images: list[torch.Tensor] = []
+        labels: list[Optional[torch.Tensor]] = []
+        for ds, order, matrix in zip(self.datasets, self.orders, self.labels):
+            loaded = [ds.load_with_index(order.index(first + j)) for j in range(self.batch_size)]
+            images.append(torch.stack([item for item, _ in loaded]))
+            if matrix is None:
+                labels.append(None)
+            else:
+                rows = np.array([index for _, index in loaded], dtype=np.int64)
+                labels.append(torch.from_numpy(matrix[rows]))
+        return LabelledStep(images, labels)
 
 
 def batch_iterator(
@@ -75,11 +127,19 @@ def batch_iterator(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
-) -> Iterator[list[torch.Tensor]]:
-    """Endless per-step batches from sample ``start`` on, loaded by ``num_workers`` processes."""
+    labels: Optional[Sequence[Optional[np.ndarray]]] = None,
+) -> Iterator[Union[list[torch.Tensor], LabelledStep]]:
+    """Endless per-step batches from sample ``start`` on, loaded by ``num_workers`` processes.
+
+    Without ``labels`` each item is a list of uint8 tensors, one per domain.
+    With ``labels`` (one integer matrix (len(dataset), G) per domain, or None
+    for a domain without labels) each item is a :class:`LabelledStep`
+    ``(images, labels)``; ``labels[d]`` is a LongTensor (B, G) aligned with
+    ``images[d]``, bad-file substitutions included, or None.
+    """
     for ds in datasets:
         ds.set_resolution(resolution)
-    steps = StepBatches(datasets, orders, start, batch_size, rank, world_size)
+    steps = StepBatches(datasets, orders, start, batch_size, rank, world_size, labels=labels)
     loader = DataLoader(
         steps,
         batch_size=None,
