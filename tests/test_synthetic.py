@@ -73,7 +73,8 @@ def test_synthetic_test_pairs_are_deterministic_from_the_seed(tmp_path):
     generate_dataset(tmp_path / "c", n_train=3, n_test=4, size=SIZE, seed=12, progress=False)
     files_a, files_b, files_c = (_files(tmp_path / name) for name in "abc")
     expected = {f"{split}/{style}/{i:05d}.png" for split, n in (("train", 3), ("test", 4)) for style in STYLES
-                for i in range(n)} | {"test/params.jsonl", MANIFEST_NAME}
+                for i in range(n)} | {"test/params.jsonl", MANIFEST_NAME,
+                                         "train/photo/labels.csv", "train/anime/labels.csv"}
     assert set(files_a) == expected
     assert files_a == files_b
     differing = [name for name in files_a if name.startswith("test/") and files_a[name] != files_c[name]]

@@ -10,14 +10,18 @@ translation model has to learn a real mapping, not a colour shift.
 
 :func:`generate_dataset` writes unpaired training folders and a paired test
 set whose parameters are saved, so translation and cross-domain search can be
-scored against ground truth (:func:`load_test_params`, :func:`hair_colour_of`).
+scored against ground truth (:func:`load_test_params`, :func:`hair_colour_of`),
+and the training folders carry ``labels.csv`` files (:data:`SYNTHETIC_ATTRIBUTES`)
+for attribute-conditioned training.
 Everything is deterministic: parameters come from per-index seeds derived from
 the dataset seed, and rendering uses no global random state.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
 import functools
+import io
 import json
 import math
 import multiprocessing
@@ -174,6 +178,27 @@ class FaceParams:
 
 
 HAIR_COLOUR_NAMES: tuple[str, ...] = tuple(HAIR_COLOURS)
+EYE_COLOUR_NAMES: tuple[str, ...] = tuple(EYE_COLOURS)
+GLASSES_VALUES: tuple[str, ...] = ("no", "yes")
+
+SYNTHETIC_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "hair": HAIR_COLOUR_NAMES,
+    "eyes": EYE_COLOUR_NAMES,
+    "mouth": MOUTHS,
+    "glasses": GLASSES_VALUES,
+}
+"""The attribute schema of the synthetic faces (``model.attributes``); ``train/*/labels.csv`` use it."""
+LABELS_NAME = "labels.csv"
+
+
+def attribute_values(params: FaceParams) -> dict[str, str]:
+    """The :data:`SYNTHETIC_ATTRIBUTES` value names of one face, e.g. {'hair': 'blue', ..., 'glasses': 'no'}."""
+    return {
+        "hair": params.hair_colour,
+        "eyes": params.eye_colour,
+        "mouth": params.mouth,
+        "glasses": GLASSES_VALUES[int(params.glasses)],
+    }
 
 
 def sample_params(rng: np.random.Generator) -> FaceParams:
@@ -859,9 +884,12 @@ def generate_dataset(
     Layout: ``train/photo/*.png`` and ``train/anime/*.png`` (``n_train`` each,
     from independent parameter streams: unpaired), ``test/photo/NNNNN.png`` and
     ``test/anime/NNNNN.png`` (``n_test`` pairs drawn from the same parameters),
-    ``test/params.jsonl`` and the manifest ``synthetic.json``. A finished folder
-    with a matching manifest is returned at once; after an interruption only the
-    missing or damaged images are drawn. A folder holding another request (or
+    ``test/params.jsonl``, ``train/photo/labels.csv`` and
+    ``train/anime/labels.csv`` (the faces' :data:`SYNTHETIC_ATTRIBUTES` values,
+    for attribute control) and the manifest ``synthetic.json``. A finished
+    folder with a matching manifest is returned at once (it gains the label
+    files if it predates them); after an interruption only the missing or
+    damaged images are drawn. A folder holding another request (or
     other files) raises ConfigError.
     """
     _validate_request(n_train, n_test, size, seed)
@@ -887,6 +915,7 @@ def generate_dataset(
         if existing.get("complete") is True and all(os.path.exists(t[0]) for t in tasks) and (
             out_dir / "test" / TEST_PARAMS_NAME
         ).exists():
+            _write_train_labels(out_dir, seed, n_train, only_missing=True)  # folders made before labels existed
             return GenerationSummary(out_dir, 0, len(tasks), already_complete=True)
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(
@@ -898,6 +927,7 @@ def generate_dataset(
 
     rendered = _run_tasks(tasks, progress, workers)
     _write_test_params(out_dir, seed, n_test)
+    _write_train_labels(out_dir, seed, n_train)
     manifest = {**request, "styles": list(STYLES), "hair_colours": list(HAIR_COLOUR_NAMES), "complete": True}
     atomic_write_text(manifest_path, json.dumps(manifest, indent=2) + "\n")
     return GenerationSummary(out_dir, rendered, len(tasks) - rendered, already_complete=False)
@@ -931,6 +961,29 @@ def _write_test_params(out_dir: Path, seed: int, n_test: int) -> None:
         record = {"index": i, "file": f"{i:05d}.png", **params_for_index(seed, "test", i).to_dict()}
         lines.append(json.dumps(record, sort_keys=True))
     atomic_write_text(out_dir / "test" / TEST_PARAMS_NAME, "".join(line + "\n" for line in lines))
+
+
+def train_labels_csv(seed: int, stream: str, n_train: int) -> str:
+    """The text of ``train/<style>/labels.csv`` of training stream ``stream``: header ``file,hair,eyes,mouth,glasses``."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    groups = list(SYNTHETIC_ATTRIBUTES)
+    writer.writerow(["file", *groups])
+    for i in range(n_train):
+        values = attribute_values(params_for_index(seed, stream, i))
+        writer.writerow([f"{i:05d}.png", *(values[g] for g in groups)])
+    return buffer.getvalue()
+
+
+def _write_train_labels(out_dir: Path, seed: int, n_train: int, only_missing: bool = False) -> None:
+    """Write ``train/photo/labels.csv`` and ``train/anime/labels.csv`` (atomically); keep existing ones if asked."""
+    if n_train == 0:
+        return
+    for stream, style in (("train_photo", "photo"), ("train_anime", "anime")):
+        path = out_dir / "train" / style / LABELS_NAME
+        if only_missing and path.exists():
+            continue
+        atomic_write_text(path, train_labels_csv(seed, stream, n_train))
 
 
 def load_test_params(out_dir: PathLike) -> list[FaceParams]:
