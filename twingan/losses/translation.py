@@ -6,16 +6,36 @@ For every domain d and every other domain o (each ordered pair):
 - adversarial on reconstructions too, from ``recon_adversarial_from`` px (64 in TwinGAN);
 - semantic consistency: L1(E_o(x_o), E_d(G_d(E_o(x_o)))) on the 4x4 latent;
 - cycle: L1(x_o, G_o(E_d(G_d(E_o(x_o))))), the true round trip o -> d -> o.
+
+Optional modes, active when the model has the part (see twingan.losses.conditioning):
+- generation (mapping network): D_d also judges G_d(M(z)), faces drawn from noise;
+- reference guidance (style encoder): translations into d take the style of
+  another real face of d; style reconstruction L1(S_d(fake), s) and a diversity
+  term -L1(fake(s1), fake(s2)) make the generator use the code; reconstructions
+  and the cycle's way back use the image's own style;
+- attributes: the discriminators also classify attributes (AC-GAN); D learns on
+  labelled reals, G is asked to show the target attributes (and keep the
+  source's where no target is named).
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, Union
 
 import torch
 import torch.nn.functional as F
 
+from twingan.losses.conditioning import (
+    StepInputs,
+    attribute_loss,
+    classification_targets,
+    draw_inputs,
+    generation_condition,
+    own_condition,
+    references,
+    translation_condition,
+)
 from twingan.losses.gan import GANObjective
 from twingan.models import Discriminators, TwinGAN
 
@@ -28,10 +48,33 @@ class LossWeights:
     semantic: float = 0.1
     cycle: float = 0.5
     recon_adversarial_from: int = 64
+    generation: float = 1.0
+    style_reconstruction: float = 1.0
+    style_diversity: float = 0.5
+    attribute: float = 1.0
+
+
+Batch = Union[StepInputs, Sequence[torch.Tensor]]
+
+_WEIGHT_OF = {
+    "recon": "reconstruction",
+    "adv": "adversarial",
+    "adv_recon": "adversarial_reconstruction",
+    "semantic": "semantic",
+    "cycle": "cycle",
+    "gen": "generation",
+    "style": "style_reconstruction",
+    "diversity": "style_diversity",
+    "attr": "attribute",
+}
 
 
 class TranslationLosses:
-    """Computes the generator-side and discriminator-side losses of one training step."""
+    """Computes the generator-side and discriminator-side losses of one training step.
+
+    ``batch`` is a :class:`StepInputs` (from :func:`draw_inputs`) or simply the list of
+    real batches ``reals[d]`` of every domain at the model's current resolution.
+    """
 
     def __init__(self, objective: GANObjective, weights: LossWeights = LossWeights()) -> None:
         self.objective = objective
@@ -40,45 +83,78 @@ class TranslationLosses:
     def _recon_adversarial(self, resolution: int) -> bool:
         return resolution >= self.weights.recon_adversarial_from and self.weights.adversarial_reconstruction > 0
 
+    def _generation(self, model: TwinGAN) -> bool:
+        return model.mapping is not None and self.weights.generation > 0
+
+    def _attributes(self, model: TwinGAN) -> bool:
+        return bool(model.attribute_schema) and self.weights.attribute > 0
+
+    def has_discriminator_terms(self, model: TwinGAN, num_domains: int) -> bool:
+        """False when nothing is judged this step (one domain, no generation, below recon_adversarial_from)."""
+        return num_domains > 1 or self._generation(model) or self._recon_adversarial(model.resolution)
+
+    @staticmethod
+    def _inputs(model: TwinGAN, batch: Batch) -> StepInputs:
+        return batch if isinstance(batch, StepInputs) else draw_inputs(model, batch)
+
     def generator_loss(
-        self, model: TwinGAN, discriminators: Discriminators, reals: Sequence[torch.Tensor]
+        self, model: TwinGAN, discriminators: Discriminators, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """``reals[d]`` is a batch of domain d at the model's current resolution."""
         w = self.weights
-        n = len(reals)
+        inputs = self._inputs(model, batch)
+        reals, n = inputs.reals, inputs.num_domains
+        use_attr = self._attributes(model)
+        parts: dict[str, list[torch.Tensor]] = {key: [] for key in _WEIGHT_OF}
+
+        def judge(fake: torch.Tensor, d: int, key: str, targets: torch.Tensor | None) -> None:
+            if use_attr:
+                logits, attr_logits = discriminators.with_attributes(fake, d)
+                ce = attribute_loss(model.attribute_schema, attr_logits, targets)
+                if ce is not None:
+                    parts["attr"].append(ce)
+            else:
+                logits = discriminators(fake, d)
+            parts[key].append(self.objective.generator_loss(logits))
+
         encodings = [model.encode(x, d) for d, x in enumerate(reals)]
-        parts: dict[str, list[torch.Tensor]] = {"recon": [], "adv": [], "adv_recon": [], "semantic": [], "cycle": []}
+        own = [own_condition(model, x, d, inputs.labels[d]) for d, x in enumerate(reals)]
         for d, x in enumerate(reals):
-            recon = model.decode(*encodings[d], d)
+            recon = model.decode(*encodings[d], d, own[d])
             parts["recon"].append(F.l1_loss(recon, x))
             if self._recon_adversarial(model.resolution):
-                parts["adv_recon"].append(self.objective.generator_loss(discriminators(recon, d)))
-        for o in range(n):
-            latent_o, skips_o = encodings[o]
-            for d in range(n):
-                if d == o:
+                judge(recon, d, "adv_recon", inputs.labels[d])
+        conditions = [translation_condition(model, inputs, d) for d in range(n)] if n > 1 else []
+        for d in range(n if n > 1 else 0):
+            cond, style = conditions[d]
+            for o in range(n):
+                if o == d:
                     continue
-                fake = model.decode(latent_o, skips_o, d)
-                parts["adv"].append(self.objective.generator_loss(discriminators(fake, d)))
+                latent_o, skips_o = encodings[o]
+                fake = model.decode(latent_o, skips_o, d, cond)
+                judge(fake, d, "adv", classification_targets(inputs, o, d))
+                if style is not None and w.style_reconstruction > 0:
+                    parts["style"].append(F.l1_loss(model.style(fake, d), style))
+                if style is not None and w.style_diversity > 0 and not parts["diversity"]:
+                    other_style = model.style(references(inputs, d, shift=2), d)
+                    targets = inputs.targets[d] if inputs.targets is not None else None
+                    other = model.decode(latent_o, skips_o, d, model.condition(fake.shape[0], other_style, targets))
+                    parts["diversity"].append(-F.l1_loss(fake, other))
                 if w.semantic > 0 or w.cycle > 0:
                     latent_f, skips_f = model.encode(fake, d)
                     parts["semantic"].append(F.l1_loss(latent_f, latent_o))
                     if w.cycle > 0:
-                        parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o), reals[o]))
-        weights = {
-            "recon": w.reconstruction,
-            "adv": w.adversarial,
-            "adv_recon": w.adversarial_reconstruction,
-            "semantic": w.semantic,
-            "cycle": w.cycle,
-        }
+                        parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o, own[o]), reals[o]))
+        if self._generation(model):
+            for d in range(n):
+                generated = model.generate(inputs.noise[d], d, generation_condition(model, inputs, d))
+                judge(generated, d, "gen", classification_targets(inputs, None, d))
         total = reals[0].new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         for key, values in parts.items():
             if values:
                 value = torch.stack(values).mean()
                 logs[f"g_{key}"] = value.detach()
-                total = total + weights[key] * value
+                total = total + getattr(w, _WEIGHT_OF[key]) * value
         logs["g_total"] = total.detach()
         return total, logs
 
@@ -86,21 +162,32 @@ class TranslationLosses:
         self,
         model: TwinGAN,
         discriminators: Discriminators,
-        reals: Sequence[torch.Tensor],
+        batch: Batch,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """D loss for every domain: its reals against translations into it (and its reconstructions)."""
-        n = len(reals)
+        """D loss for every domain: its reals against everything rendered into it.
+
+        Translations into d, reconstructions (from recon_adversarial_from px) and
+        generated faces; plus, with attributes, the classification of labelled reals.
+        """
+        inputs = self._inputs(model, batch)
+        reals, n = inputs.reals, inputs.num_domains
+        if not self.has_discriminator_terms(model, n):
+            raise ValueError("nothing for the discriminators to judge in this configuration")
         with torch.no_grad():
             encodings = [model.encode(x, d) for d, x in enumerate(reals)]
             fakes: list[list[torch.Tensor]] = [[] for _ in range(n)]
-            for o in range(n):
-                for d in range(n):
-                    if d != o:
-                        fakes[d].append(model.decode(*encodings[o], d))
+            for d in range(n if n > 1 else 0):
+                cond, _ = translation_condition(model, inputs, d)
+                for o in range(n):
+                    if o != d:
+                        fakes[d].append(model.decode(*encodings[o], d, cond))
             if self._recon_adversarial(model.resolution):
                 for d in range(n):
-                    fakes[d].append(model.decode(*encodings[d], d))
+                    fakes[d].append(model.decode(*encodings[d], d, own_condition(model, reals[d], d, inputs.labels[d])))
+            if self._generation(model):
+                for d in range(n):
+                    fakes[d].append(model.generate(inputs.noise[d], d, generation_condition(model, inputs, d)))
         losses, logs_all = [], {}
         for d, real in enumerate(reals):
             critic = functools.partial(discriminators, domain=d)
@@ -111,5 +198,16 @@ class TranslationLosses:
                     logs_all.setdefault(key, []).append(value)
         total = torch.stack(losses).mean()
         out = {key: torch.stack(values).mean() for key, values in logs_all.items()}
+        if self._attributes(model):
+            ces = []
+            for d, real in enumerate(reals):
+                _, attr_logits = discriminators.with_attributes(real, d)
+                ce = attribute_loss(model.attribute_schema, attr_logits, inputs.labels[d])
+                if ce is not None:
+                    ces.append(ce)
+            if ces:
+                ce = torch.stack(ces).mean()
+                out["d_attr"] = ce.detach()
+                total = total + self.weights.attribute * ce
         out["d_total"] = total.detach()
         return total, out

@@ -18,7 +18,7 @@ from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
 from twingan.errors import CheckpointError, ConfigError, TwinGANError
-from twingan.losses import TranslationLosses
+from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
 from twingan.training import config as config_lib
 from twingan.training import distributed as ddp
@@ -56,6 +56,7 @@ class Trainer:
         self.schedule = config_lib.schedule(cfg, self.dist.world_size)
         self.folder = RunFolder(Path(cfg.run_dir) if cfg.run_dir else Path("runs") / str(cfg.name))
         self.datasets = [build_domain_dataset(dict(spec)) for spec in cfg.data.domains.values()]
+        self.labels = self._label_matrices()
         self.seed = int(cfg.seed)
 
         torch.manual_seed(self.seed)
@@ -86,6 +87,27 @@ class Trainer:
         self.rollbacks = 0
         self.lr_factor = 1.0
         self.logger: RunLogger | None = None
+
+    def _label_matrices(self) -> list[np.ndarray | None] | None:
+        """Attribute labels of every dataset (model.attributes set), None when the model has no attributes."""
+        schema = self.model_cfg.attribute_schema
+        if not schema:
+            return None
+        from twingan.data.labels import label_matrix, labels_source
+
+        matrices: list[np.ndarray | None] = []
+        for name, ds in zip(self.model_cfg.domains, self.datasets):
+            matrix = label_matrix(ds, schema)
+            known = int((matrix >= 0).any(axis=1).sum())
+            log.info("domain %s: attribute labels for %d of %d images (%s)", name, known, len(ds),
+                     labels_source(ds) or "no labels source")
+            matrices.append(matrix if known else None)
+        if all(m is None for m in matrices):
+            raise ConfigError(
+                f"model.attributes names {list(schema.names)} but no dataset has labels for them; put a labels.csv "
+                "(file,<attribute>,...) beside a folder dataset or use CelebA's list_attr_celeba.txt"
+            )
+        return matrices
 
     def _rank_seed(self, stream: int) -> int:
         return (self.seed * 1_000_003 + stream * 65_537 + self.dist.rank * 257) % (2**63)
@@ -247,7 +269,13 @@ class Trainer:
         else:
             opt.step()
 
-    def _train_step(self, batches: Sequence[torch.Tensor], augment: Augment, alpha: float) -> dict[str, float]:
+    def _train_step(
+        self,
+        batches: Sequence[torch.Tensor],
+        augment: Augment,
+        alpha: float,
+        labels: Sequence[torch.Tensor | None] | None = None,
+    ) -> dict[str, float]:
         reals = []
         for batch in batches:
             x = augment(batch.to(self.device, non_blocking=True), self.aug_rng)
@@ -256,17 +284,21 @@ class Trainer:
             if bool(self.cfg.train.channels_last) and self.device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             reals.append(x)
+        inputs = draw_inputs(self.model, reals, labels, self.noise_rng)
         logs: dict[str, torch.Tensor] = {}
-        for _ in range(int(self.cfg.train.d_steps)):
-            with self._autocast():
-                d_loss, d_logs = self.losses.discriminator_loss(self.model, self.discs, reals, self.noise_rng)
-            self._check_finite("the discriminator loss", d_loss)
-            self._optimise(d_loss, self.discs, self.opt_d, 1)
-            logs.update(d_logs)
+        if self.losses.has_discriminator_terms(self.model, len(reals)):
+            for _ in range(int(self.cfg.train.d_steps)):
+                with self._autocast():
+                    d_loss, d_logs = self.losses.discriminator_loss(self.model, self.discs, inputs, self.noise_rng)
+                self._check_finite("the discriminator loss", d_loss)
+                self._optimise(d_loss, self.discs, self.opt_d, 1)
+                logs.update(d_logs)
+        else:
+            logs["d_total"] = torch.zeros(())
         self.discs.requires_grad_(False)
         try:
             with self._autocast():
-                g_loss, g_logs = self.losses.generator_loss(self.model, self.discs, reals)
+                g_loss, g_logs = self.losses.generator_loss(self.model, self.discs, inputs)
             self._check_finite("the generator loss", g_loss)
             self._optimise(g_loss, self.model, self.opt_g, 0)
         finally:
@@ -283,20 +315,33 @@ class Trainer:
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
-        """Fixed images of every domain: source, translation to each other domain, reconstruction, cycle."""
+        """Fixed images of every domain: source, reconstruction, translation to each other domain and back.
+
+        With a style encoder also the translation taking its style from other faces of the
+        target domain (the rolled fixed images); with a mapping network one row of faces
+        generated from fixed noise per domain.
+        """
         model = self.ema.model
         n = int(self.cfg.logging.samples.per_domain)
         res = model.resolution
-        rows = []
-        for o, ds in enumerate(self.datasets):
+        fixed = []
+        for ds in self.datasets:
             ds.set_resolution(res)
             x = torch.stack([ds[i % len(ds)] for i in range(n)]).to(self.device)
-            x = x.float().div(127.5).sub(1.0)
+            fixed.append(x.float().div(127.5).sub(1.0))
+        rows = []
+        for o, x in enumerate(fixed):
             rows += [x, model.reconstruct(x, o)]
-            for d in range(len(self.datasets)):
+            for d in range(len(fixed)):
                 if d != o:
                     fake = model.translate(x, o, d)
                     rows += [fake, model.translate(fake, d, o)]
+                    if model.style_encoder is not None:
+                        style = model.style(fixed[d].roll(1, 0), d)
+                        rows.append(model.translate(x, o, d, model.condition(n, style=style)))
+        if model.mapping is not None:
+            z = torch.randn(n, model.cfg.noise_dim, generator=torch.Generator().manual_seed(self.seed)).to(self.device)
+            rows += [model.generate(z, d) for d in range(len(fixed))]
         return sample_grid(rows, n)
 
     def _write_samples(self) -> None:
@@ -380,12 +425,13 @@ class Trainer:
                         self.datasets, self.orders, self.images_seen, phase.batch_size, resolution,
                         int(self.cfg.data.num_workers), self.dist.rank, self.dist.world_size,
                         pin_memory=self.device.type == "cuda",
+                        **({"labels": self.labels} if self.labels is not None else {}),
                     )
                     augment = Augment(resolution, **config_lib.config_to_dict(self.cfg.data.augment))
                     loader_key = (phase.resolution, phase.batch_size)
-                batches = next(loader)
+                batches, labels = next(loader) if self.labels is not None else (next(loader), None)
                 try:
-                    logs = self._train_step(batches, augment, alpha)
+                    logs = self._train_step(batches, augment, alpha, labels)
                 except _NonFinite as exc:
                     last_path = self._handle_divergence(str(exc), last_path)
                     loader, loader_key = None, None

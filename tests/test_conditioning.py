@@ -1,0 +1,178 @@
+"""Generation from noise, style codes and attributes: the model parts and their losses."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from twingan.losses import LossWeights, TranslationLosses, build_objective, draw_inputs
+from twingan.losses.conditioning import attribute_loss, classification_targets
+from twingan.models import AttributeSchema, Discriminators, ModelConfig, TwinGAN
+from twingan.models.domain_norm import DomainBatchNorm2d
+
+SCHEMA = {"hair": ["black", "blonde", "blue"], "eyes": ["brown", "green"]}
+
+
+def tiny_cfg(**extra) -> ModelConfig:
+    return ModelConfig(resolution=16, max_channels=8, fmap_base=32, **extra)
+
+
+def test_attribute_schema_labels_and_one_hot():
+    schema = AttributeSchema(SCHEMA)
+    assert schema.dim == 5 and schema.names == ("hair", "eyes")
+    assert schema.parse(["hair=blue"]) == [2, -1]
+    assert schema.parse(["eyes=green, hair=black"]) == [0, 1]
+    vectors = schema.one_hot(torch.tensor([[2, -1], [0, 1], [-1, -1]]))
+    expected = torch.tensor([[0, 0, 1, 0, 0], [1, 0, 0, 0, 1], [0, 0, 0, 0, 0]], dtype=torch.float32)
+    assert torch.equal(vectors, expected)
+    for bad, words in [("hair", "NAME=VALUE"), ("hat=red", "unknown attribute"), ("hair=purple", "not one of")]:
+        with pytest.raises(ValueError, match=words):
+            schema.parse([bad])
+    with pytest.raises(ValueError, match="given twice"):
+        schema.parse(["hair=blue", "hair=black"])
+    with pytest.raises(ValueError, match="distinct"):
+        AttributeSchema({"hair": ["a", "a"]})
+
+
+def test_modulated_domain_norm_matches_the_formula_in_float64():
+    torch.manual_seed(0)
+    norm = DomainBatchNorm2d(4, 2).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    dgamma, dbeta = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+    out = norm(x, 1, (dgamma, dbeta))
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    var = x.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+    x_hat = (x - mean) / torch.sqrt(var + norm.eps)
+    gamma = norm.weight[1][None, :, None, None] + dgamma[:, :, None, None]
+    beta = norm.bias[1][None, :, None, None] + dbeta[:, :, None, None]
+    torch.testing.assert_close(out, x_hat * gamma + beta)
+    norm.eval()
+    out = norm(x, 0, (dgamma, dbeta))
+    x_hat = (x - norm.running_mean[0][None, :, None, None]) / torch.sqrt(norm.running_var[0][None, :, None, None] + norm.eps)
+    gamma = norm.weight[0][None, :, None, None] + dgamma[:, :, None, None]
+    torch.testing.assert_close(out, x_hat * gamma + norm.bias[0][None, :, None, None] + dbeta[:, :, None, None])
+
+
+def test_a_zero_condition_is_the_plain_translator():
+    torch.manual_seed(0)
+    model = TwinGAN(tiny_cfg(style_dim=4, attributes=SCHEMA)).eval()
+    for module in model.modules():
+        if hasattr(module, "linear") and module.__class__.__name__ == "NormModulation":
+            torch.nn.init.normal_(module.linear.weight)
+    x = torch.randn(2, 3, 16, 16)
+    plain = model.translate(x, 0, 1)
+    torch.testing.assert_close(model.translate(x, 0, 1, model.condition(2)), plain, rtol=0, atol=0)
+    labelled = model.condition(2, labels=torch.tensor([[2, -1], [0, 1]]))
+    assert (model.translate(x, 0, 1, labelled) - plain).abs().max() > 1e-3
+
+
+def test_plain_models_refuse_conditions_with_clear_errors():
+    model = TwinGAN(tiny_cfg())
+    assert model.condition(2) is None
+    with pytest.raises(ValueError, match="no style or attributes"):
+        model.condition(2, style=torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="noise_dim"):
+        model.generate(torch.zeros(2, 8), 0)
+    with pytest.raises(ValueError, match="style_dim"):
+        model.style(torch.zeros(1, 3, 16, 16), 0)
+    with pytest.raises(ValueError, match="takes no condition"):
+        model.decode(*model.encode(torch.zeros(2, 3, 16, 16), 0), 1, torch.zeros(2, 3))
+
+
+@pytest.mark.parametrize("resolution", [4, 8, 16])
+def test_generation_shapes_and_determinism(resolution):
+    torch.manual_seed(0)
+    model = TwinGAN(tiny_cfg(noise_dim=8)).eval()
+    model.set_progress(resolution)
+    with torch.no_grad():  # domains differ only once trained: give each its own affine parameters
+        for norm in model.modules():
+            if isinstance(norm, DomainBatchNorm2d):
+                norm.weight.uniform_(0.5, 1.5)
+    z = model.noise(5, torch.Generator().manual_seed(3))
+    torch.testing.assert_close(z, model.noise(5, torch.Generator().manual_seed(3)), rtol=0, atol=0)
+    for domain in ("human", "anime"):
+        images = model.generate(z, domain)
+        assert images.shape == (5, 3, resolution, resolution) and torch.isfinite(images).all()
+        # Eval mode: an image does not depend on the rest of its batch.
+        torch.testing.assert_close(model.generate(z[2:3], domain), images[2:3], rtol=1e-4, atol=1e-4)
+    assert (model.generate(z, "human") - model.generate(z, "anime")).abs().max() > 1e-3
+    latent = model.mapping(z)
+    torch.testing.assert_close(latent.pow(2).mean(dim=1), torch.ones(5, 4, 4), rtol=1e-4, atol=1e-4)
+
+
+def test_style_codes_are_per_image_and_per_domain():
+    torch.manual_seed(0)
+    model = TwinGAN(tiny_cfg(style_dim=6)).eval()
+    refs = torch.rand(4, 3, 16, 16) * 2 - 1
+    codes = model.style(refs, "anime")
+    assert codes.shape == (4, 6)
+    torch.testing.assert_close(model.style(refs[1:2], "anime"), codes[1:2], rtol=1e-5, atol=1e-6)
+    assert (model.style(refs, "human") - codes).abs().max() > 1e-4
+    small = F.interpolate(refs, size=(8, 8), mode="area")
+    assert model.style(small, "anime").shape == (4, 6)  # any size is resized to style_resolution
+
+
+def test_attribute_loss_and_classification_targets_against_a_manual_reference():
+    schema = AttributeSchema(SCHEMA)
+    logits = torch.randn(3, 5)
+    labels = torch.tensor([[2, -1], [0, 1], [-1, -1]])
+    expected = (F.cross_entropy(logits[:2, :3], torch.tensor([2, 0])) + F.cross_entropy(logits[1:2, 3:], torch.tensor([1]))) / 2
+    torch.testing.assert_close(attribute_loss(schema, logits, labels), expected)
+    assert attribute_loss(schema, logits, torch.full((3, 2), -1)) is None
+    assert attribute_loss(schema, logits, None) is None
+
+    model = TwinGAN(tiny_cfg(attributes=SCHEMA))
+    reals = [torch.zeros(3, 3, 4, 4), torch.zeros(3, 3, 4, 4)]
+    source = torch.tensor([[0, 0], [1, 1], [2, -1]])
+    target = torch.tensor([[1, 1], [2, 0], [0, 1]])
+    inputs = draw_inputs(model, reals, [source, target], torch.Generator().manual_seed(0))
+    rolled = target.roll(1, 0)
+    chosen = inputs.targets[1]
+    assert torch.equal((chosen >= 0), (chosen == rolled)) and ((chosen == -1) | (chosen == rolled)).all()
+    wanted = classification_targets(inputs, 0, 1)
+    assert torch.equal(wanted, torch.where(chosen >= 0, chosen, source))
+    assert torch.equal(classification_targets(inputs, None, 1), chosen)
+
+
+def test_every_mode_trains_its_own_parts():
+    """One loss evaluation with generation, style and attributes on: each new part receives gradient."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=8, max_channels=8, fmap_base=32, noise_dim=8, style_dim=4, attributes=SCHEMA)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    model.set_progress(8, 0.5)  # fading in: every generator layer is in use
+    discs.set_progress(8, 0.5)
+    losses = TranslationLosses(build_objective("dragan"), LossWeights())
+    gen = torch.Generator().manual_seed(1)
+    reals = [torch.rand(4, 3, 8, 8) * 2 - 1 for _ in range(2)]
+    labels = [torch.tensor([[0, 1], [1, -1], [2, 0], [-1, -1]]), None]
+    inputs = draw_inputs(model, reals, labels, gen)
+    d_loss, d_logs = losses.discriminator_loss(model, discs, inputs, gen)
+    assert "d_attr" in d_logs and torch.isfinite(d_loss)
+    d_loss.backward()
+    assert discs.nets[0].fc.weight.grad[1:].abs().sum() > 0  # the attribute head learns from labelled reals
+    model.zero_grad()
+    for p in model.generator.parameters():  # let the modulation pass gradient to the style encoder
+        if p.dim() == 2 and p.abs().sum() == 0:
+            torch.nn.init.normal_(p, std=0.1)
+    g_loss, g_logs = losses.generator_loss(model, discs, inputs)
+    for key in ("g_gen", "g_style", "g_diversity", "g_attr", "g_adv", "g_cycle", "g_recon"):
+        assert key in g_logs, key
+    g_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mapping.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.style_encoder.heads.parameters())
+    modulations = [m.linear.weight for m in model.generator.modules() if m.__class__.__name__ == "NormModulation"]
+    assert modulations and all(w.grad is not None and w.grad.abs().sum() > 0 for w in modulations)
+
+
+def test_one_domain_with_generation_only():
+    cfg = ModelConfig(domains=("anime",), resolution=8, max_channels=8, fmap_base=32, noise_dim=4)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    losses = TranslationLosses(build_objective("hinge"), LossWeights(reconstruction=0.0))
+    reals = [torch.rand(2, 3, 8, 8)]
+    assert losses.has_discriminator_terms(model, 1)
+    loss, logs = losses.generator_loss(model, discs, draw_inputs(model, reals, None, torch.Generator()))
+    assert set(logs) == {"g_recon", "g_gen", "g_total"}
+    torch.testing.assert_close(logs["g_total"], logs["g_gen"])
+    plain = TwinGAN(ModelConfig(domains=("anime",), resolution=8, max_channels=8, fmap_base=32))
+    assert not losses.has_discriminator_terms(plain, 1)
