@@ -1,11 +1,18 @@
-"""`twingan translate CHECKPOINT INPUTS... --to DOMAIN --out DIR`: translate photos or face crops."""
+"""`twingan translate CHECKPOINT INPUTS... --to DOMAIN --out DIR [--reference PATH] [--attr NAME=VALUE]`:
+translate photos or face crops, optionally in the style of a reference picture or with attributes set."""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twingan.errors import ConfigError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+    from twingan.inference.faces_pipeline import FacePipeline
 
 HUMAN_DOMAIN = "human"
 """The domain whose inputs are photos of people: MTCNN finds and aligns their faces."""
@@ -26,7 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--max-faces) is translated. Other domains, and --no-detect, take each picture as a face crop "
         "(centre square, resized to the model resolution). Outputs: OUT/<stem>.png (several faces: "
         "<stem>_face0.png largest, <stem>_face1.png, ...), plus <stem>_side.png and <stem>_pasted.png when asked. "
-        "An input whose outputs exist is skipped unless --overwrite. Exit status 1 when any input failed.",
+        "An input whose outputs exist is skipped unless --overwrite. Exit status 1 when any input failed. "
+        "--reference and --attr condition every translation (checkpoints trained with model.style_dim>0 / "
+        "model.attributes).",
     )
     parser.add_argument("checkpoint", type=Path, help="a twingan checkpoint (.safetensors)")
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
@@ -67,6 +76,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"refuse larger images, a decompression-bomb guard (default {DEFAULT_MAX_PIXELS})")
     parser.add_argument("--min-size", type=int, default=DEFAULT_MIN_SIDE, metavar="PX",
                         help=f"refuse images with a shorter side (default {DEFAULT_MIN_SIDE})")
+    parser.add_argument("--reference", type=Path, default=None, metavar="PATH",
+                        help="a picture of the TARGET domain whose style (hair and eye colours, shading) every "
+                        "translation takes; needs a checkpoint trained with model.style_dim>0. A reference of "
+                        f"the '{HUMAN_DOMAIN}' domain is face-detected and aligned like the inputs (largest face; "
+                        "--no-detect takes it as a crop); others are taken as face crops (centre square)")
+    parser.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
+                        help="set an attribute of every translation, e.g. --attr hair=blue (repeatable; groups not "
+                        "named keep the source's); needs a checkpoint trained with model.attributes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -86,6 +103,27 @@ def _check_options(args: argparse.Namespace) -> None:
         raise ConfigError(f"--out {args.out} exists and is not a folder")
 
 
+def _load_reference(args: argparse.Namespace) -> Image.Image | None:
+    """The --reference picture through the toolkit's image loader: one-line ConfigError for a bad file."""
+    from twingan.data.image_io import load_image
+    from twingan.errors import ImageLoadError
+
+    if args.reference is None:
+        return None
+    try:
+        return load_image(args.reference, max_pixels=args.max_pixels, min_size=args.min_size)
+    except ImageLoadError as exc:
+        raise ConfigError(f"--reference {exc}") from None
+
+
+def _reference_crop(args: argparse.Namespace, photo: Image.Image, pipeline: FacePipeline) -> Image.Image:
+    """The reference as the model sees it: the aligned largest face (with a detector) or the centre square."""
+    result = pipeline.face_crops([photo])[0]
+    if result.error is not None:
+        raise ConfigError(f"--reference {args.reference}: {result.error}")
+    return result.crops[0].crop
+
+
 def run(args: argparse.Namespace) -> int:
     from twingan.faces import FaceDetector
     from twingan.inference import Translator
@@ -93,27 +131,40 @@ def run(args: argparse.Namespace) -> int:
     from twingan.inference.files import OutputOptions, collect_inputs, translate_files
 
     _check_options(args)
+    reference = _load_reference(args)
     translator = Translator.load(args.checkpoint, device=args.device, weights=args.weights)
     src = translator.source_domain(args.to, args.src)
+    if reference is not None:
+        translator.check_reference_support()
+    if args.attr:
+        translator.attribute_labels(args.attr)
     detect = not args.no_detect and src == HUMAN_DOMAIN
+    detect_reference = reference is not None and not args.no_detect and args.to == HUMAN_DOMAIN
     if args.paste_back and not detect:
         raise ConfigError("--paste-back needs face detection (photos of the 'human' domain without --no-detect): "
                           "a face crop has no photo to paste into")
-    if args.fallback != "none" and not detect:
+    if args.fallback != "none" and not (detect or detect_reference):
         raise ConfigError("--fallback applies to face detection; without it every picture is centre-cropped already")
     if not args.no_detect and not detect:
         print(f"note: face detection is for '{HUMAN_DOMAIN}' photos; '{src}' inputs are taken as face crops",
               file=sys.stderr)
-    detector = FaceDetector(device=translator.device, min_face_size=args.min_face_size) if detect else None
-    pipeline = FacePipeline(translator, detector, max_faces=args.max_faces, margin=args.margin,
-                            border=args.border, fallback=args.fallback)
+    detector = (FaceDetector(device=translator.device, min_face_size=args.min_face_size)
+                if detect or detect_reference else None)
+    pipeline = FacePipeline(translator, detector if detect else None, max_faces=args.max_faces,
+                            margin=args.margin, border=args.border, fallback=args.fallback)
+    if reference is not None:
+        reference_pipeline = FacePipeline(translator, detector if detect_reference else None, max_faces=1,
+                                          margin=args.margin, border=args.border, fallback=args.fallback)
+        reference = _reference_crop(args, reference, reference_pipeline)
+    cond = translator.condition(args.to, reference=reference, attrs=args.attr or None)
     inputs = collect_inputs(args.inputs, exclude=args.out)
     for problem in inputs.failures + inputs.skipped:
         print(problem, file=sys.stderr)
     options = OutputOptions(args.out, side_by_side=args.side_by_side, paste_back=args.paste_back,
                             overwrite=args.overwrite, feather=args.feather)
     summary = translate_files(pipeline, inputs.files, args.to, src, options, batch_size=args.batch_size,
-                              max_pixels=args.max_pixels, min_side=args.min_size, progress=not args.no_progress)
+                              max_pixels=args.max_pixels, min_side=args.min_size, progress=not args.no_progress,
+                              cond=cond)
     summary.failed[:0] = inputs.failures
     summary.skipped[:0] = inputs.skipped
     faces = f" ({summary.faces} faces)" if detect else ""

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+import torch
 from PIL import Image
 
 from twingan.data.datasets import resize_square
@@ -135,15 +136,24 @@ class FacePipeline:
         return results
 
     def run(
-        self, photos: Sequence[Image.Image], to: str, src: str, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        photos: Sequence[Image.Image],
+        to: str,
+        src: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        cond: torch.Tensor | None = None,
     ) -> list[PhotoResult]:
-        """Crop and translate every face of ``photos``; all crops go through the model in batches."""
+        """Crop and translate every face of ``photos``; all crops go through the model in batches.
+
+        ``cond``: a condition from :meth:`Translator.condition` (reference style, attributes) applied to
+        every face; None translates unconditioned.
+        """
         results = self.face_crops(photos)
         crops = [crop.crop for result in results for crop in result.crops]
         if not crops:
             return results
         batch = self.translator.preprocess(crops)
-        translated = iter(self.translator.translate_tensor(batch, to, src, batch_size))
+        translated = iter(self.translator.translate_tensor(batch, to, src, batch_size, cond))
         for result in results:
             result.translations = [tensor_to_pil(next(translated)) for _ in result.crops]
         return results

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import torch
 from PIL import Image
 from tqdm import tqdm
 
@@ -182,8 +183,13 @@ def translate_files(
     min_side: int = DEFAULT_MIN_SIDE,
     progress: bool = True,
     report: Callable[[str], None] | None = None,
+    cond: torch.Tensor | None = None,
 ) -> RunSummary:
-    """Translate ``files`` ``batch_size`` photos at a time; one line per failed or skipped file goes to ``report``."""
+    """Translate ``files`` ``batch_size`` photos at a time; one line per failed or skipped file goes to ``report``.
+
+    ``cond``: the condition of every translation (reference style, attributes) from
+    :meth:`~twingan.inference.translator.Translator.condition`; None translates unconditioned.
+    """
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
@@ -203,7 +209,7 @@ def translate_files(
                     loaded.append((item, load_image(item.path, max_pixels=max_pixels, min_size=min_side)))
                 except ImageLoadError as exc:
                     _fail(summary, say, str(item.path), exc.reason)
-            results = pipeline.run([image for _, image in loaded], to, src, batch_size) if loaded else []
+            results = pipeline.run([image for _, image in loaded], to, src, batch_size, cond) if loaded else []
             for (item, _), result in zip(loaded, results):
                 if result.error is not None:
                     _fail(summary, say, str(item.path), result.error)

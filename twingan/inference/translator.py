@@ -13,12 +13,27 @@ exactly as the training data was (:func:`twingan.data.datasets.resize_square`:
 area averaging when shrinking, bicubic when enlarging); tensors already at the
 model resolution go in unchanged. Translations come back as RGB PIL images at
 the model resolution.
+
+Conditioned translation (checkpoints trained for it):
+
+* ``reference=``: one image (any of the above, or a file path, read with
+  :func:`twingan.data.image_io.load_image`) whose style (colours of hair, eyes,
+  shading) the translations take. It is a picture of the TARGET domain, encoded
+  with that domain's style head, and the same code is applied to every input.
+  It is taken as a face crop (centre square, like the inputs): the API does no
+  face detection. Needs a checkpoint trained with ``model.style_dim > 0``.
+* ``attrs=``: attribute values, ``{"hair": "blue"}`` or ``["hair=blue",
+  "eyes=green"]``; groups not named keep what the source has. Needs a
+  checkpoint trained with ``model.attributes``.
+
+Both may be given together. Without them (or with an empty ``attrs``) the
+translation is the plain, unconditioned one.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -26,7 +41,7 @@ from PIL import Image
 
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
-from twingan.data.image_io import pil_to_tensor, tensor_to_pil, to_rgb
+from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError
 from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN
@@ -34,6 +49,8 @@ from twingan.models import TwinGAN
 PathLike = Union[str, os.PathLike]
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 Images = Union[ImageLike, Sequence[ImageLike]]
+Reference = Union[ImageLike, str, os.PathLike]
+Attributes = Union[Mapping[str, str], Sequence[str], str]
 
 DEFAULT_BATCH_SIZE = 16
 WHITE = (255, 255, 255)
@@ -97,27 +114,135 @@ class Translator:
         return torch.stack([self._to_model_tensor(item) for item in items])
 
     @torch.inference_mode()
-    def translate_tensor(self, x: torch.Tensor, to: str, src: str, batch_size: int = DEFAULT_BATCH_SIZE) -> torch.Tensor:
-        """(N, 3, R, R) in [-1, 1] -> translated (N, 3, R, R) on the CPU, unclamped model output."""
+    def translate_tensor(
+        self,
+        x: torch.Tensor,
+        to: str,
+        src: str,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """(N, 3, R, R) in [-1, 1] -> translated (N, 3, R, R) on the CPU, unclamped model output.
+
+        ``cond``: a (1, cond_dim) condition from :meth:`condition`, applied to every image; None translates
+        unconditioned.
+        """
         self.check_domain(to, "target domain")
         self.check_domain(src, "source domain")
         _check_batch_size(batch_size)
-        outputs = [
-            self.model.translate(chunk.to(self.device), src, to).float().cpu() for chunk in x.split(batch_size)
-        ]
+        if cond is not None and (cond.dim() != 2 or cond.shape[0] != 1):
+            raise ConfigError(f"a condition must be one (1, D) row from Translator.condition, got {tuple(cond.shape)}")
+        outputs = []
+        for chunk in x.split(batch_size):
+            c = cond.to(self.device).expand(len(chunk), -1) if cond is not None else None
+            outputs.append(self.model.translate(chunk.to(self.device), src, to, c).float().cpu())
         return torch.cat(outputs) if outputs else x.new_zeros((0, 3, self.resolution, self.resolution))
 
     def translate(
-        self, images: Images, to: str, src: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE
+        self,
+        images: Images,
+        to: str,
+        src: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        *,
+        reference: Reference | None = None,
+        attrs: Attributes | None = None,
     ) -> Union[Image.Image, list[Image.Image]]:
-        """Translate into domain ``to``; one image in gives one PIL image out, a list (or batch) gives a list."""
+        """Translate into domain ``to``; one image in gives one PIL image out, a list (or batch) gives a list.
+
+        ``reference``: one picture of domain ``to`` (an image or a path) whose style every translation takes;
+        ``attrs``: ``{"hair": "blue"}`` or ``["hair=blue"]``. See the module docstring.
+        """
         src = self.source_domain(to, src)
+        cond = self.condition(to, reference=reference, attrs=attrs)
         items, single = _as_list(images)
         if not items:
             return []
         batch = torch.stack([self._to_model_tensor(item) for item in items])
-        pils = [tensor_to_pil(t) for t in self.translate_tensor(batch, to, src, batch_size)]
+        pils = [tensor_to_pil(t) for t in self.translate_tensor(batch, to, src, batch_size, cond)]
         return pils[0] if single else pils
+
+    # ---- conditioning ------------------------------------------------------------------------
+
+    @property
+    def has_style(self) -> bool:
+        """Whether the checkpoint can take a reference image (it was trained with ``model.style_dim > 0``)."""
+        return self.model.style_encoder is not None
+
+    @property
+    def attributes(self) -> dict[str, tuple[str, ...]]:
+        """The attribute groups and values the checkpoint was trained with (empty: none)."""
+        return dict(self.model.attribute_schema.groups)
+
+    def check_reference_support(self) -> None:
+        """ConfigError unless the checkpoint has a style encoder."""
+        if not self.has_style:
+            raise ConfigError(
+                "this checkpoint was trained without reference guidance (no style encoder); train with "
+                "model.style_dim>0 (experiment=reference_demo) to translate with a reference image"
+            )
+
+    def attribute_labels(self, attrs: Attributes) -> list[int]:
+        """``{"hair": "blue"}``, ``["hair=blue", "eyes=green"]`` or ``"hair=blue,eyes=green"`` -> one value index
+        per attribute group (-1 = keep); ConfigError for a checkpoint without attributes or a bad value."""
+        schema = self.model.attribute_schema
+        if not schema:
+            raise ConfigError(
+                "this checkpoint was trained without attributes; train with model.attributes={hair: [...], ...} "
+                "(experiment=attributes_demo) to set attributes such as hair=blue"
+            )
+        try:
+            if isinstance(attrs, Mapping):
+                return schema.label({str(k): str(v) for k, v in attrs.items()})
+            if isinstance(attrs, str):
+                return schema.parse([attrs])
+            return schema.parse(list(attrs))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def load_reference(self, reference: Reference) -> torch.Tensor:
+        """A reference image (image or path) -> float32 (1, 3, R, R) in [-1, 1] on the CPU.
+
+        Paths are read with the toolkit's image loader (ImageLoadError for a missing or broken file); the
+        picture is centre-cropped and resized like every input.
+        """
+        if isinstance(reference, (str, os.PathLike)):
+            reference = load_image(reference)
+        items, _ = _as_list(reference)
+        if len(items) != 1:
+            raise ConfigError(f"reference must be one image, got {len(items)}")
+        return self._to_model_tensor(items[0])[None]
+
+    @torch.inference_mode()
+    def style_code(self, reference: Reference, domain: str) -> torch.Tensor:
+        """(1, style_dim) style code of ``reference`` taken as a picture of ``domain``, on the CPU."""
+        self.check_domain(domain, "reference domain")
+        self.check_reference_support()
+        return self.model.style(self.load_reference(reference).to(self.device), domain).float().cpu()
+
+    @torch.inference_mode()
+    def condition(
+        self, to: str, reference: Reference | None = None, attrs: Attributes | None = None
+    ) -> torch.Tensor | None:
+        """The (1, cond_dim) condition for translating into ``to``, on the CPU; None when nothing is asked.
+
+        ``reference``: a picture of domain ``to`` (its style is encoded with ``to``'s head); ``attrs``: attribute
+        values. An empty ``attrs`` asks nothing. Errors (ConfigError) come before any translation work.
+        """
+        self.check_domain(to, "target domain")
+        if reference is None and not attrs:
+            return None
+        if reference is not None:
+            self.check_reference_support()
+        labels = torch.tensor([self.attribute_labels(attrs)], dtype=torch.long) if attrs else None
+        style = self.style_code(reference, to) if reference is not None else None
+        cond = self.model.condition(
+            1,
+            style=style.to(self.device) if style is not None else None,
+            labels=labels.to(self.device) if labels is not None else None,
+            device=self.device,
+        )
+        return cond.float().cpu() if cond is not None else None
 
     @torch.inference_mode()
     def embed(
