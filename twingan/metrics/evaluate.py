@@ -11,7 +11,14 @@ same way, so the table has one column per system:
   whose "translation" is its input and whose embedding is the raw pixels.
 
 Paired-synthetic rows (``photo2anime/l1``, ``.../hair_acc``, ``.../recall@k``,
-both directions) come from :func:`~twingan.metrics.paired.paired_scores`.
+both directions) come from :func:`~twingan.metrics.paired.paired_scores`. For a
+model with a style encoder and/or a synthetic ``hair`` attribute, every system
+also gets the conditioned rows of :func:`~twingan.metrics.paired.conditioned_scores`
+(``ref_hair_acc``, ``ref_pose_l1``, ``ref_pose_acc``, their ``noref_*``
+counterparts for the plain translation, ``attr_hair_acc``); other models' results
+are unchanged. The untrained baseline has the same parts (its zero-initialised
+modulation ignores the condition); the pixel baseline's reference-guided output
+is the reference itself (hair right, pose copied), its attribute output the input.
 FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
 folder of real SRC images with a folder of real DST images. Both folders are
 centre-cropped and resized to the model resolution the way training data is,
@@ -36,7 +43,16 @@ from twingan.errors import ConfigError, DatasetError, ImageLoadError
 from twingan.metrics import compute_fid_kid
 from twingan.metrics.folder_features import list_folder_images
 from twingan.metrics.inception import InceptionFeatures, resolve_device, resolve_inception_path
-from twingan.metrics.paired import STYLES, PixelBaseline, Translatable, load_paired_test_set, paired_scores
+from twingan.metrics.paired import (
+    STYLES,
+    PixelBaseline,
+    Translatable,
+    conditioned_scores,
+    conditioned_view,
+    conditioning_parts,
+    load_paired_test_set,
+    paired_scores,
+)
 from twingan.models import TwinGAN
 
 PathLike = Union[str, os.PathLike]
@@ -119,8 +135,13 @@ def evaluate_checkpoint(
             mapping = dict(style_domains) if style_domains else style_domains_from_config(train_config)
             _check_style_domains(mapping, model)
             test_set = load_paired_test_set(root, model.resolution)
+            parts = conditioning_parts(model)
             for name, system in systems.items():
                 result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
+                if parts:
+                    result["scores"][name].update(
+                        conditioned_scores(conditioned_view(system), test_set, mapping, parts, batch_size=batch_size)
+                    )
             result["synthetic"] = {"root": str(root), "test_faces": len(test_set.params), "style_domains": mapping}
         if wants_fid:
             extractor = inception if isinstance(inception, InceptionFeatures) else InceptionFeatures.from_path(
