@@ -30,6 +30,10 @@ class StyleEncoder(nn.Module):
             layers += [nn.Conv2d(width, width, 3, padding=1), nn.LeakyReLU(cfg.leaky_slope), nn.AvgPool2d(2)]
         self.features = nn.Sequential(*layers)
         self.heads = nn.ModuleList([nn.Linear(width, cfg.style_dim) for _ in cfg.domains])
+        for module in self.modules():  # He init without biases: codes start as distinct as the references are
+            if isinstance(module, (nn.Conv2d, nn.Linear)):
+                nn.init.kaiming_normal_(module.weight, a=cfg.leaky_slope)
+                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor, domain: int) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
