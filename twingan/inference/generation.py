@@ -78,9 +78,7 @@ def attribute_labels(model: TwinGAN, attrs: Attrs, option: str = "attrs") -> lis
     if not schema:
         raise ConfigError(f"{option}: this checkpoint was trained without attributes (model.attributes is empty)")
     try:
-        if isinstance(attrs, Mapping):
-            return schema.label({str(k): str(v) for k, v in attrs.items()})
-        return schema.parse([attrs] if isinstance(attrs, str) else list(attrs))
+        return schema.label_of(attrs)
     except ValueError as exc:
         raise ConfigError(f"{option}: {exc}") from exc
 

@@ -192,11 +192,7 @@ class Translator:
                 "(experiment=attributes_demo) to set attributes such as hair=blue"
             )
         try:
-            if isinstance(attrs, Mapping):
-                return schema.label({str(k): str(v) for k, v in attrs.items()})
-            if isinstance(attrs, str):
-                return schema.parse([attrs])
-            return schema.parse(list(attrs))
+            return schema.label_of(attrs)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
 

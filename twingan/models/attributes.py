@@ -74,6 +74,12 @@ class AttributeSchema:
                 values[name] = value
         return self.label(values)
 
+    def label_of(self, attrs: Mapping[str, str] | str | Iterable[str]) -> list[int]:
+        """A label from ``{"hair": "blue"}``, ``"hair=blue,eyes=green"`` or ``["hair=blue", ...]``."""
+        if isinstance(attrs, Mapping):
+            return self.label({str(k): str(v) for k, v in attrs.items()})
+        return self.parse([attrs] if isinstance(attrs, str) else list(attrs))
+
     def one_hot(self, labels: torch.Tensor) -> torch.Tensor:
         """(N, groups) integer labels (-1 = none) -> (N, dim) float conditioning vectors."""
         if labels.dim() != 2 or labels.shape[1] != len(self.groups):
