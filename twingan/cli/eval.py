@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "paired test set (found in the checkpoint's training config, or --synthetic): l1 of each translation "
         "against the true rendering in the other style (0..1, lower is better), hair_acc (the translation keeps "
         "the source's hair colour; higher is better) and cross-domain search recall@k (higher is better), both "
-        "directions. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
+        "directions. Checkpoints with a style encoder add ref_hair_acc, ref_pose_l1 and ref_pose_acc "
+        "(translation in the style of another face's picture: its hair colour, the source's pose) next to noref_* "
+        "for the plain translation; checkpoints with a synthetic hair attribute add attr_hair_acc. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
         "images and the real DST images, both at the model resolution (needs the Inception weights).",
     )
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a twingan .safetensors checkpoint")
