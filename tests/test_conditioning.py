@@ -172,7 +172,7 @@ def test_one_domain_with_generation_only():
     reals = [torch.rand(2, 3, 8, 8)]
     assert losses.has_discriminator_terms(model, 1)
     loss, logs = losses.generator_loss(model, discs, draw_inputs(model, reals, None, torch.Generator()))
-    assert set(logs) == {"g_recon", "g_gen", "g_total"}
+    assert set(logs) == {"g_gen", "g_total"}  # reconstruction weight 0: not even computed
     torch.testing.assert_close(logs["g_total"], logs["g_gen"])
     plain = TwinGAN(ModelConfig(domains=("anime",), resolution=8, max_channels=8, fmap_base=32))
     assert not losses.has_discriminator_terms(plain, 1)
@@ -219,3 +219,21 @@ def test_resume_is_exact_with_every_mode_on(synthetic_root, tmp_path):
     for key in a:
         if key.startswith(("model.", "ema.", "disc.", "optim.")):
             assert torch.equal(a[key], b[key]), key
+
+
+def test_generation_keeps_its_own_running_statistics():
+    """Faces from noise (no skips) and translations update different statistics sets of the generator's norms."""
+    torch.manual_seed(0)
+    model = TwinGAN(tiny_cfg(noise_dim=8)).train()
+    model.set_progress(8)
+    norm = model.generator.blocks["4"].conv0.norm
+    assert norm.running_mean.shape[0] == 4  # 2 domains x (translation, generation)
+    before = norm.running_mean.clone()
+    model.generate(model.noise(4, torch.Generator().manual_seed(0)), "anime")
+    changed = (norm.running_mean != before).any(dim=1)
+    assert changed.tolist() == [False, False, False, True]  # generation set of domain 1 only
+    before = norm.running_mean.clone()
+    model.translate(torch.randn(4, 3, 8, 8), "human", "anime")
+    assert (norm.running_mean != before).any(dim=1).tolist() == [False, True, False, False]
+    assert model.encoder.blocks["4"].conv0.norm.running_mean.shape[0] == 2  # the encoder has one set
+    assert TwinGAN(tiny_cfg()).generator.blocks["4"].conv0.norm.running_mean.shape[0] == 2

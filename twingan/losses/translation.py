@@ -116,9 +116,11 @@ class TranslationLosses:
                 logits = discriminators(fake, d)
             parts[key].append(self.objective.generator_loss(logits))
 
-        encodings = [model.encode(x, d) for d, x in enumerate(reals)]
-        own = [own_condition(model, x, d, inputs.labels[d]) for d, x in enumerate(reals)]
-        for d, x in enumerate(reals):
+        recon_needed = w.reconstruction > 0 or self._recon_adversarial(model.resolution)
+        if recon_needed or n > 1:
+            encodings = [model.encode(x, d) for d, x in enumerate(reals)]
+            own = [own_condition(model, x, d, inputs.labels[d]) for d, x in enumerate(reals)]
+        for d, x in enumerate(reals if recon_needed else []):
             recon = model.decode(*encodings[d], d, own[d])
             parts["recon"].append(F.l1_loss(recon, x))
             if self._recon_adversarial(model.resolution):

@@ -10,7 +10,8 @@ from twingan.models.domain_norm import DomainBatchNorm2d
 from twingan.models.layers import PixelNorm, ScaledConv2d
 
 
-def domain_norm(cfg: ModelConfig, channels: int) -> DomainBatchNorm2d:
+def domain_norm(cfg: ModelConfig, channels: int, conditioned: bool = False) -> DomainBatchNorm2d:
+    """The generator's (``conditioned``) norms keep a second statistics set for generation from noise."""
     return DomainBatchNorm2d(
         channels,
         cfg.num_domains,
@@ -19,6 +20,7 @@ def domain_norm(cfg: ModelConfig, channels: int) -> DomainBatchNorm2d:
         rmax=cfg.renorm_rmax,
         dmax=cfg.renorm_dmax,
         sync=cfg.sync_bn,
+        stat_sets=2 if conditioned and cfg.noise_dim > 0 else 1,
     )
 
 
@@ -56,14 +58,16 @@ class ConvNormAct(nn.Module):
         self.conv = ScaledConv2d(
             in_channels, out_channels, kernel_size, padding=kernel_size // 2, equalized=cfg.equalized_lr, bias=False
         )
-        self.norm = domain_norm(cfg, out_channels)
+        self.norm = domain_norm(cfg, out_channels, conditioned)
         self.modulation = _modulation(cfg, out_channels, conditioned)
         self.pixel_norm = PixelNorm()
         self.slope = cfg.leaky_slope
 
-    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None, stat_set: int = 0
+    ) -> torch.Tensor:
         mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
-        x = self.norm(self.conv(x), domain, mod)
+        x = self.norm(self.conv(x), domain, mod, stat_set)
         return self.pixel_norm(F.leaky_relu(x, self.slope))
 
 
@@ -77,8 +81,10 @@ class DoubleConv(nn.Module):
         self.conv0 = ConvNormAct(cfg, in_channels, mid_channels, 3, conditioned)
         self.conv1 = ConvNormAct(cfg, mid_channels, out_channels, 3, conditioned)
 
-    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.conv1(self.conv0(x, domain, cond), domain, cond)
+    def forward(
+        self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None, stat_set: int = 0
+    ) -> torch.Tensor:
+        return self.conv1(self.conv0(x, domain, cond, stat_set), domain, cond, stat_set)
 
 
 class ToRGB(nn.Module):
@@ -87,12 +93,14 @@ class ToRGB(nn.Module):
     def __init__(self, cfg: ModelConfig, in_channels: int, conditioned: bool = False) -> None:
         super().__init__()
         self.conv = ScaledConv2d(in_channels, 3, 1, equalized=cfg.equalized_lr, gain=1.0, bias=False)
-        self.norm = domain_norm(cfg, 3)
+        self.norm = domain_norm(cfg, 3, conditioned)
         self.modulation = _modulation(cfg, 3, conditioned)
 
-    def forward(self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None, stat_set: int = 0
+    ) -> torch.Tensor:
         mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
-        return self.norm(self.conv(x), domain, mod)
+        return self.norm(self.conv(x), domain, mod, stat_set)
 
 
 class ProgressiveMixin:

@@ -27,6 +27,9 @@ class DomainBatchNorm2d(nn.Module):
         sync: when torch.distributed is initialised with several ranks, compute
             batch statistics over all ranks (a SyncBatchNorm for domain layers);
             the all-reduce is differentiable.
+        stat_sets: running-statistics sets per domain. The generator keeps a second
+            set for faces drawn from noise, whose activations (no skip features)
+            differ from a translation's; gamma and beta stay shared.
     """
 
     def __init__(
@@ -39,8 +42,12 @@ class DomainBatchNorm2d(nn.Module):
         rmax: float = 3.0,
         dmax: float = 5.0,
         sync: bool = False,
+        stat_sets: int = 1,
     ) -> None:
         super().__init__()
+        if stat_sets < 1:
+            raise ValueError(f"stat_sets must be >= 1, got {stat_sets}")
+        self.stat_sets = stat_sets
         self.num_features = num_features
         self.num_domains = num_domains
         self.eps = eps
@@ -51,16 +58,20 @@ class DomainBatchNorm2d(nn.Module):
         self.sync = sync
         self.weight = nn.Parameter(torch.ones(num_domains, num_features))
         self.bias = nn.Parameter(torch.zeros(num_domains, num_features))
-        self.register_buffer("running_mean", torch.zeros(num_domains, num_features))
-        self.register_buffer("running_var", torch.ones(num_domains, num_features))
+        self.register_buffer("running_mean", torch.zeros(num_domains * stat_sets, num_features))
+        self.register_buffer("running_var", torch.ones(num_domains * stat_sets, num_features))
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, domains={self.num_domains}, renorm={self.renorm}, sync={self.sync}"
 
     def forward(
-        self, x: torch.Tensor, domain: int, modulation: tuple[torch.Tensor, torch.Tensor] | None = None
+        self,
+        x: torch.Tensor,
+        domain: int,
+        modulation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        stat_set: int = 0,
     ) -> torch.Tensor:
-        """Normalise with ``domain``'s statistics and affine parameters.
+        """Normalise with ``domain``'s statistics (set ``stat_set``) and affine parameters.
 
         ``modulation`` = (dgamma, dbeta), each (N, C): per-sample offsets added to the
         domain's gamma and beta (gamma_d + dgamma, beta_d + dbeta), which is how a style
@@ -68,32 +79,35 @@ class DomainBatchNorm2d(nn.Module):
         """
         if not 0 <= domain < self.num_domains:
             raise IndexError(f"domain index {domain} out of range for {self.num_domains} domains")
+        if not 0 <= stat_set < self.stat_sets:
+            raise IndexError(f"statistics set {stat_set} out of range for {self.stat_sets} sets")
+        slot = stat_set * self.num_domains + domain
         if modulation is not None:
             dgamma, dbeta = modulation
-            x_hat = self._normalise(x, domain, None, None)
+            x_hat = self._normalise(x, slot, None, None)
             gamma = self.weight[domain][None, :] + dgamma
             beta = self.bias[domain][None, :] + dbeta
             return (x_hat * gamma[:, :, None, None] + beta[:, :, None, None]).to(x.dtype)
-        return self._normalise(x, domain, self.weight[domain], self.bias[domain])
+        return self._normalise(x, slot, self.weight[domain], self.bias[domain])
 
     def _normalise(
-        self, x: torch.Tensor, domain: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
+        self, x: torch.Tensor, slot: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
     ) -> torch.Tensor:
         if not self.training:
             return F.batch_norm(
-                x, self.running_mean[domain], self.running_var[domain], gamma, beta, False, 0.0, self.eps
+                x, self.running_mean[slot], self.running_var[slot], gamma, beta, False, 0.0, self.eps
             )
         if not self.renorm and not self._syncing():
             return F.batch_norm(
-                x, self.running_mean[domain], self.running_var[domain], gamma, beta, True, self.momentum, self.eps
+                x, self.running_mean[slot], self.running_var[slot], gamma, beta, True, self.momentum, self.eps
             )
-        return self._manual_train_forward(x, domain, gamma, beta)
+        return self._manual_train_forward(x, slot, gamma, beta)
 
     def _syncing(self) -> bool:
         return self.sync and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
     def _manual_train_forward(
-        self, x: torch.Tensor, domain: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
+        self, x: torch.Tensor, slot: int, gamma: torch.Tensor | None, beta: torch.Tensor | None
     ) -> torch.Tensor:
         xf = x.float()
         count = torch.tensor(float(x.shape[0] * x.shape[2] * x.shape[3]), device=x.device)
@@ -108,8 +122,8 @@ class DomainBatchNorm2d(nn.Module):
         std = torch.sqrt(var + self.eps)
         x_hat = (xf - mean[None, :, None, None]) / std[None, :, None, None]
         with torch.no_grad():
-            running_mean = self.running_mean[domain]
-            running_var = self.running_var[domain]
+            running_mean = self.running_mean[slot]
+            running_var = self.running_var[slot]
             if self.renorm:
                 running_std = torch.sqrt(running_var + self.eps)
                 r = (std / running_std).clamp(1.0 / self.rmax, self.rmax)

@@ -18,19 +18,20 @@ class GeneratorBlock(nn.Module):
         self.convs = DoubleConv(cfg, in_channels + skip_channels, out_channels, out_channels, conditioned=True)
 
     def forward(
-        self, h: torch.Tensor, skip: torch.Tensor | None, domain: int, cond: torch.Tensor | None = None
+        self, h: torch.Tensor, skip: torch.Tensor | None, domain: int, cond: torch.Tensor | None = None,
+        stat_set: int = 0,
     ) -> torch.Tensor:
         up = upsample2x(h)
         if skip is None:
             skip = up.new_zeros(up.shape[0], self.skip_channels, up.shape[2], up.shape[3])
-        return self.convs(torch.cat([up, skip], dim=1), domain, cond)
+        return self.convs(torch.cat([up, skip], dim=1), domain, cond, stat_set)
 
 
 class Generator(ProgressiveMixin, nn.Module):
     """(4x4 latent, skips) -> image in [-1, 1] (linear output, clamped only when turned into pixels).
 
     ``skips=None`` draws from the latent alone (zero skip features): the path used for
-    generation from noise. ``cond`` (N, cfg.cond_dim) modulates every normalisation
+    generation from noise, which keeps its own running statistics in every norm layer. ``cond`` (N, cfg.cond_dim) modulates every normalisation
     layer (style code and/or attribute vector); None leaves the translator unconditioned.
 
     During fade-in at resolution R the output is
@@ -72,15 +73,16 @@ class Generator(ProgressiveMixin, nn.Module):
             if cond.shape != (latent.shape[0], self.cond_dim):
                 raise ValueError(f"expected a condition of shape ({latent.shape[0]}, {self.cond_dim}), "
                                  f"got {tuple(cond.shape)}")
-        h = self.blocks["4"](latent, domain, cond)
+        stat_set = 1 if skips is None and self.cfg.noise_dim > 0 else 0
+        h = self.blocks["4"](latent, domain, cond, stat_set)
         prev = h
         res = 4
         while res < self.resolution:
             res *= 2
             prev = h
-            h = self.blocks[str(res)](h, None if skips is None else skips[res], domain, cond)
-        image = self.to_rgb[str(res)](h, domain, cond)
+            h = self.blocks[str(res)](h, None if skips is None else skips[res], domain, cond, stat_set)
+        image = self.to_rgb[str(res)](h, domain, cond, stat_set)
         if res > 4 and self.alpha < 1.0:
-            old = upsample2x(self.to_rgb[str(res // 2)](prev, domain, cond))
+            old = upsample2x(self.to_rgb[str(res // 2)](prev, domain, cond, stat_set))
             image = torch.lerp(old, image, self.alpha)
         return image
