@@ -32,13 +32,16 @@ def gen_checkpoint(synthetic_root, tmp_path_factory) -> Path:
 
 
 def derived_checkpoint(source: Path, path: Path, config_changes: dict, extra: dict | None = None) -> Path:
-    """A loadable checkpoint with ``source``'s EMA weights under a changed model config (keys set to DROP go)."""
+    """A loadable checkpoint with ``source``'s EMA weights under a changed model config (keys set to DROP go).
+
+    Tensors whose shape the new config changes (e.g. the generation statistics set) keep the new model's values.
+    """
     meta = read_meta(source)
     model_config = {k: v for k, v in {**meta["model_config"], **config_changes}.items() if v is not DROP}
     model = TwinGAN(ModelConfig.from_dict(model_config))
     state = load_tensors(source, prefix="ema.")
     expected = model.state_dict()
-    tensors = {k: state[k] if k in state else v for k, v in expected.items()}
+    tensors = {k: state[k] if k in state and state[k].shape == v.shape else v for k, v in expected.items()}
     tensors.update(extra or {})
     both = {f"{prefix}.{k}": v for prefix in ("ema", "model") for k, v in tensors.items()}
     keep = {k: meta[k] for k in ("kind", "twingan_version", "config", "progress") if k in meta}
