@@ -98,8 +98,9 @@ def _refuse_existing(paths: list[Path]) -> None:
 def run(args: argparse.Namespace) -> int:
     from twingan.data.image_io import save_image
     from twingan.inference import Translator
+    from twingan.inference.translator import check_model_domain
     from twingan.inference.generation import (
-        attribute_labels, check_domain, check_generation, generate_images, image_grid, latent_walk, walk_strip,
+        attribute_labels, check_generation, generate_images, image_grid, latent_walk, walk_strip,
     )
 
     _check_options(args)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     translator = Translator.load(args.checkpoint, device=args.device, weights=args.weights)
     model = translator.model
     check_generation(model)
-    check_domain(model, args.domain, "--domain")
+    check_model_domain(model, args.domain, "--domain")
     attribute_labels(model, args.attr, "--attr")  # bad --attr: a clear error before any work
     progress = not args.no_progress
     args.out.mkdir(parents=True, exist_ok=True)

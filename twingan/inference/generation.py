@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from twingan.data.image_io import tensor_to_pil
 from twingan.errors import ConfigError
+from twingan.inference.translator import check_model_domain
 from twingan.models import TwinGAN
 
 DEFAULT_BATCH_SIZE = 16
@@ -59,12 +60,6 @@ def check_generation(model: TwinGAN) -> None:
     """ConfigError unless the model has a mapping network (was built with model.noise_dim > 0)."""
     if getattr(model, "mapping", None) is None:
         raise ConfigError(NO_GENERATION)
-
-
-def check_domain(model: TwinGAN, domain: str, option: str = "domain") -> str:
-    if domain not in model.domains:
-        raise ConfigError(f"{option} {domain!r} is not a domain of this checkpoint; it knows {list(model.domains)}")
-    return domain
 
 
 def attribute_labels(model: TwinGAN, attrs: Attrs, option: str = "attrs") -> list[int] | None:
@@ -145,7 +140,7 @@ def generate_tensor(
     """Noise (N, noise_dim) -> float32 (N, 3, R, R) images on the CPU, unclamped model output."""
     model = as_model(translator_or_model)
     check_generation(model)
-    check_domain(model, domain)
+    check_model_domain(model, domain)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     labels = attribute_labels(model, attrs)

@@ -56,6 +56,13 @@ DEFAULT_BATCH_SIZE = 16
 WHITE = (255, 255, 255)
 
 
+def check_model_domain(model: TwinGAN, domain: str, option: str = "domain") -> str:
+    """``domain`` when ``model`` knows it; else a ConfigError naming ``option`` and the known domains."""
+    if domain not in model.domains:
+        raise ConfigError(f"{option} {domain!r} is not a domain of this checkpoint; it knows {list(model.domains)}")
+    return domain
+
+
 class Translator:
     """A trained TwinGAN ready for inference (eval mode, no gradients), with its checkpoint metadata."""
 
@@ -86,9 +93,7 @@ class Translator:
         return f"Translator(domains={list(self.domains)}, resolution={self.resolution}, device={self.device})"
 
     def check_domain(self, domain: str, option: str = "domain") -> str:
-        if domain not in self.domains:
-            raise ConfigError(f"{option} {domain!r} is not a domain of this checkpoint; it knows {list(self.domains)}")
-        return domain
+        return check_model_domain(self.model, domain, option)
 
     def source_domain(self, to: str, src: str | None = None) -> str:
         """The domain of the input images: ``src`` when given, else the only possible one.
