@@ -4,7 +4,12 @@ import torch
 import torch.nn.functional as F
 
 from twingan.losses import LossWeights, TranslationLosses, build_objective, draw_inputs
-from twingan.losses.conditioning import attribute_loss, classification_targets
+from twingan.losses.conditioning import (
+    attribute_loss,
+    classification_targets,
+    recoloured,
+    translation_condition,
+)
 from twingan.models import AttributeSchema, Discriminators, ModelConfig, TwinGAN
 from twingan.models.domain_norm import DomainBatchNorm2d
 
@@ -133,6 +138,59 @@ def test_attribute_loss_and_classification_targets_against_a_manual_reference():
     wanted = classification_targets(inputs, 0, 1)
     assert torch.equal(wanted, torch.where(chosen >= 0, chosen, source))
     assert torch.equal(classification_targets(inputs, None, 1), chosen)
+
+
+def test_reference_rows_take_the_references_labels_and_plain_rows_the_sources():
+    model = TwinGAN(tiny_cfg(style_dim=4, attributes=SCHEMA))
+    reals = [torch.rand(4, 3, 16, 16) * 2 - 1 for _ in range(2)]
+    source = torch.tensor([[0, 0], [1, 1], [2, 0], [0, -1]])
+    target = torch.tensor([[1, 1], [2, 0], [0, 1], [1, 0]])
+    inputs = draw_inputs(model, reals, [source, target], torch.Generator().manual_seed(3), plain_probability=0.5)
+    rows = inputs.styled[1]
+    assert 0 < int(rows.sum()) < 4  # this seed draws both kinds of row
+    chosen = inputs.targets[1]
+    fallback = torch.where(rows.unsqueeze(1), target.roll(1, 0), source)
+    assert torch.equal(classification_targets(inputs, 0, 1), torch.where(chosen >= 0, chosen, fallback))
+    unlabelled = draw_inputs(model, reals, [source, None], torch.Generator().manual_seed(3), plain_probability=0.5)
+    assert unlabelled.targets[1] is None and classification_targets(unlabelled, 0, 1) is None
+
+    cond, style = translation_condition(model, inputs, 1)
+    expected = model.style(reals[1].roll(1, 0), 1) * rows.unsqueeze(1)
+    torch.testing.assert_close(style, expected)
+    assert torch.equal(style[~rows], torch.zeros_like(style[~rows]))
+    torch.testing.assert_close(cond[:, :4], expected)
+
+
+def test_recolouring_by_a_third_turn_permutes_the_channels():
+    """A hue rotation of exactly 120 degrees maps R -> G -> B for every colour (the HSV hexcone's symmetry)."""
+    model = TwinGAN(tiny_cfg(style_dim=4))
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    inputs = draw_inputs(model, [x, x], None, torch.Generator().manual_seed(0))
+    inputs.recolour[0] = torch.tensor([[2 * torch.pi / 3, 1.0], [-2 * torch.pi / 3, 1.0], [0.0, 0.0]])
+    out = recoloured(inputs, 0)
+    torch.testing.assert_close(out[0], x[0].roll(1, 0), atol=1e-4, rtol=0)
+    torch.testing.assert_close(out[1], x[1].roll(-1, 0), atol=1e-4, rtol=0)
+    value = x[2].max(dim=0).values  # saturation 0 in HSV: every channel becomes the value, max(R, G, B)
+    torch.testing.assert_close(out[2], value.expand(3, -1, -1), atol=1e-4, rtol=0)
+    assert TwinGAN(tiny_cfg()).style_encoder is None
+    with pytest.raises(ValueError, match="no style encoder"):
+        recoloured(draw_inputs(TwinGAN(tiny_cfg()), [x, x]), 0)
+
+
+def test_recolour_loss_is_the_restoration_error_from_the_own_style():
+    torch.manual_seed(0)
+    cfg = tiny_cfg(style_dim=4)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    reals = [torch.rand(2, 3, 16, 16) * 2 - 1 for _ in range(2)]
+    inputs = draw_inputs(model, reals, None, torch.Generator().manual_seed(1))
+    _, logs = TranslationLosses(build_objective("hinge"), LossWeights(recolour=2.0)).generator_loss(model, discs, inputs)
+    expected = []  # training mode, as the loss: batch statistics, so the numbers repeat
+    for d, x in enumerate(reals):
+        restored = model.decode(*model.encode(recoloured(inputs, d), d), d, model.condition(2, style=model.style(x, d)))
+        expected.append(F.l1_loss(restored, x))
+    torch.testing.assert_close(logs["g_recolour"], torch.stack(expected).mean().detach())
+    _, off = TranslationLosses(build_objective("hinge"), LossWeights()).generator_loss(model, discs, inputs)
+    assert "g_recolour" not in off
 
 
 def test_every_mode_trains_its_own_parts():

@@ -12,10 +12,14 @@ Optional modes, active when the model has the part (see twingan.losses.condition
 - reference guidance (style encoder): translations into d take the style of
   another real face of d; style reconstruction L1(S_d(fake), s) and a diversity
   term -L1(fake(s1), fake(s2)) make the generator use the code; reconstructions
-  and the cycle's way back use the image's own style;
+  and the cycle's way back use the image's own style; a quarter of the rows go
+  without a reference (zero code) all the way, so plain translation stays trained;
 - attributes: the discriminators also classify attributes (AC-GAN); D learns on
   labelled reals, G is asked to show the target attributes (and keep the
-  source's where no target is named).
+  source's where no target is named);
+- recolouring (style encoder, ``recolour`` > 0): L1(x_d, G_d(E_d(recolour(x_d)), S_d(x_d))),
+  the image restored from a hue-rotated copy of itself and its own style code:
+  a label-free signal that the colours of a translation come from the code.
 """
 from __future__ import annotations
 
@@ -33,7 +37,9 @@ from twingan.losses.conditioning import (
     draw_inputs,
     generation_condition,
     own_condition,
+    recoloured,
     references,
+    styled_rows,
     translation_condition,
 )
 from twingan.losses.gan import GANObjective
@@ -52,6 +58,7 @@ class LossWeights:
     style_reconstruction: float = 1.0
     style_diversity: float = 0.5
     attribute: float = 1.0
+    recolour: float = 0.0
 
 
 Batch = Union[StepInputs, Sequence[torch.Tensor]]
@@ -66,6 +73,7 @@ _WEIGHT_OF = {
     "style": "style_reconstruction",
     "diversity": "style_diversity",
     "attr": "attribute",
+    "recolour": "recolour",
 }
 
 
@@ -119,33 +127,40 @@ class TranslationLosses:
         recon_needed = w.reconstruction > 0 or self._recon_adversarial(model.resolution)
         if recon_needed or n > 1:
             encodings = [model.encode(x, d) for d, x in enumerate(reals)]
-            own = [own_condition(model, x, d, inputs.labels[d]) for d, x in enumerate(reals)]
         for d, x in enumerate(reals if recon_needed else []):
-            recon = model.decode(*encodings[d], d, own[d])
+            recon = model.decode(*encodings[d], d, own_condition(model, x, d, inputs.labels[d], styled_rows(inputs, d)))
             parts["recon"].append(F.l1_loss(recon, x))
             if self._recon_adversarial(model.resolution):
                 judge(recon, d, "adv_recon", inputs.labels[d])
+        if model.style_encoder is not None and w.recolour > 0:
+            for d, x in enumerate(reals):
+                restored = model.decode(*model.encode(recoloured(inputs, d), d), d,
+                                        own_condition(model, x, d, inputs.labels[d]))
+                parts["recolour"].append(F.l1_loss(restored, x))
         conditions = [translation_condition(model, inputs, d) for d in range(n)] if n > 1 else []
         for d in range(n if n > 1 else 0):
             cond, style = conditions[d]
+            rows = styled_rows(inputs, d)
+            guided = style is not None and bool(rows.any())
             for o in range(n):
                 if o == d:
                     continue
                 latent_o, skips_o = encodings[o]
                 fake = model.decode(latent_o, skips_o, d, cond)
                 judge(fake, d, "adv", classification_targets(inputs, o, d))
-                if style is not None and w.style_reconstruction > 0:
-                    parts["style"].append(F.l1_loss(model.style(fake, d), style))
-                if style is not None and w.style_diversity > 0 and not parts["diversity"]:
+                if guided and w.style_reconstruction > 0:
+                    parts["style"].append(F.l1_loss(model.style(fake[rows], d), style[rows]))
+                if guided and w.style_diversity > 0 and not parts["diversity"]:
                     other_style = model.style(references(inputs, d, shift=2), d)
                     targets = inputs.targets[d] if inputs.targets is not None else None
                     other = model.decode(latent_o, skips_o, d, model.condition(fake.shape[0], other_style, targets))
-                    parts["diversity"].append(-F.l1_loss(fake, other))
+                    parts["diversity"].append(-F.l1_loss(fake[rows], other[rows]))
                 if w.semantic > 0 or w.cycle > 0:
                     latent_f, skips_f = model.encode(fake, d)
                     parts["semantic"].append(F.l1_loss(latent_f, latent_o))
                     if w.cycle > 0:
-                        parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o, own[o]), reals[o]))
+                        back = own_condition(model, reals[o], o, inputs.labels[o], rows)
+                        parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o, back), reals[o]))
         if self._generation(model):
             for d in range(n):
                 generated = model.generate(inputs.noise[d], d, generation_condition(model, inputs, d))
@@ -186,7 +201,8 @@ class TranslationLosses:
                         fakes[d].append(model.decode(*encodings[o], d, cond))
             if self._recon_adversarial(model.resolution):
                 for d in range(n):
-                    fakes[d].append(model.decode(*encodings[d], d, own_condition(model, reals[d], d, inputs.labels[d])))
+                    own = own_condition(model, reals[d], d, inputs.labels[d], styled_rows(inputs, d))
+                    fakes[d].append(model.decode(*encodings[d], d, own))
             if self._generation(model):
                 for d in range(n):
                     fakes[d].append(model.generate(inputs.noise[d], d, generation_condition(model, inputs, d)))
