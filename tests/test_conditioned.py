@@ -311,3 +311,96 @@ def test_a_reference_of_the_same_attributes_but_another_seed_changes_little(styl
     hair_change = (outputs[0] - outputs[2]).abs().mean().item()
     assert hair_change > 1e-3
     assert seed_change < 0.25 * hair_change, (seed_change, hair_change)
+
+
+# ------------------------------------------------------------------ web demo
+
+
+def _png(img: Image.Image) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_web_demo_translates_with_a_reference_and_attributes(style_checkpoint, attr_checkpoint, tiny_checkpoint,
+                                                             synthetic_root, paired_params):
+    from twingan.web import WebDemo, WebInputError
+
+    source = load_image(synthetic_root / "test" / "photo" / "00000.png")
+    first, second = (load_image(p) for p in two_references(synthetic_root, paired_params))
+    styled = WebDemo(Translator.load(style_checkpoint, device="cpu"))
+    try:
+        out = styled.translate(_png(source), "human", "anime", detect=False, reference=_png(first))
+        expected = styled.translator.translate(source, to="anime", src="human", reference=first)
+        np.testing.assert_array_equal(np.asarray(out.avatars[0]), np.asarray(expected))
+        other = styled.translate(_png(source), "human", "anime", detect=False, reference=_png(second))
+        assert np.abs(np.asarray(other.avatars[0], dtype=int) - np.asarray(out.avatars[0], dtype=int)).max() > 0
+        assert "in the reference's style" in out.message
+        with pytest.raises(WebInputError, match="^Reference: The upload could not be used as an image"):
+            styled.translate(_png(source), "human", "anime", detect=False, reference=b"not a picture")
+        with pytest.raises(ConfigError, match="trained without attributes"):
+            styled.translate(_png(source), "human", "anime", detect=False, attrs="hair=blue")
+    finally:
+        styled.close()
+
+    labelled = WebDemo(Translator.load(attr_checkpoint, device="cpu"))
+    try:
+        out = labelled.translate(_png(source), "human", "anime", detect=False, attrs=" hair=blue ")
+        expected = labelled.translator.translate(source, to="anime", src="human", attrs={"hair": "blue"})
+        np.testing.assert_array_equal(np.asarray(out.avatars[0]), np.asarray(expected))
+        assert "with hair=blue" in out.message
+        plain = labelled.translate(_png(source), "human", "anime", detect=False, attrs="")
+        np.testing.assert_array_equal(np.asarray(plain.avatars[0]),
+                                      np.asarray(labelled.translator.translate(source, to="anime", src="human")))
+        with pytest.raises(ConfigError, match="hair"):
+            labelled.translate(_png(source), "human", "anime", detect=False, attrs="hair=plaid")
+        with pytest.raises(ConfigError, match="without reference guidance"):
+            labelled.translate(_png(source), "human", "anime", detect=False, reference=_png(first))
+    finally:
+        labelled.close()
+
+
+def test_web_demo_reference_of_a_person_is_detected_and_a_faceless_one_refused(style_checkpoint, synthetic_root):
+    from twingan.web import WebDemo, WebInputError
+
+    anime = load_image(synthetic_root / "test" / "anime" / "00000.png")
+    photo = Image.fromarray(data.astronaut(), "RGB")
+    web = WebDemo(Translator.load(style_checkpoint, device="cpu"), detector=FaceDetector(device="cpu"))
+    try:
+        crop = web.pipeline("human").face_crops([photo])[0].crops[0].crop
+        out = web.translate(_png(anime), "anime", "human", reference=_png(photo))
+        expected = web.translator.translate(anime, to="human", src="anime", reference=crop)
+        np.testing.assert_array_equal(np.asarray(out.avatars[0]), np.asarray(expected))
+        with pytest.raises(WebInputError, match="No face found in the 64x48 reference picture"):
+            web.translate(_png(anime), "anime", "human", reference=_png(Image.new("RGB", (64, 48), (90, 90, 90))))
+    finally:
+        web.close()
+
+
+def test_web_page_offers_only_the_inputs_the_checkpoint_takes(style_checkpoint, attr_checkpoint, tiny_checkpoint,
+                                                              monkeypatch, tmp_path):
+    pytest.importorskip("gradio", reason="the web demo needs the [web] extra")
+    from twingan.web import WebDemo
+    from twingan.web.app import _translate_handler, build_app
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path))
+    anime = _png(Image.new("RGB", (40, 40), (200, 120, 160)))
+    for path, wanted in ((style_checkpoint, {"translate-reference"}), (attr_checkpoint, {"translate-attrs"}),
+                         (tiny_checkpoint, set())):
+        web = WebDemo(Translator.load(path, device="cpu"))
+        try:
+            config = build_app(web).get_config_file()
+            ids = {c["props"].get("elem_id") for c in config["components"]}
+            assert ids & {"translate-reference", "translate-attrs"} == wanted, path
+            values = {"translate-reference": anime, "translate-attrs": "hair=nope"}
+            names = [name.removeprefix("translate-") for name in sorted(wanted)]
+            status, avatars, *_ = _translate_handler(web, names)(anime, "anime", "human", False,
+                                                                 *(values[w] for w in sorted(wanted)))
+            if wanted == {"translate-attrs"}:
+                assert status.startswith("**Error:**") and "nope" in status and avatars == []
+            else:
+                assert status.startswith("**Done:**") and len(avatars) == 1
+        finally:
+            web.close()

@@ -1,5 +1,8 @@
 """The Gradio page of `twingan serve`: a Translate tab and, with an index, a Search tab.
 
+The Translate tab also offers a reference picture and attribute values when the
+checkpoint was trained to take them.
+
 The page only wires :class:`~twingan.web.handlers.WebDemo` to widgets. Safety
 and offline operation are decided here:
 
@@ -112,6 +115,7 @@ def build_app(demo: WebDemo) -> gr.Blocks:
                     src = gr.Dropdown(domains, value=src_default, label="The photo shows a face of")
                     to = gr.Dropdown(domains, value=to_default, label="Translate into")
                     detect = gr.Checkbox(value=True, label="Detect faces (photos of people)")
+                    conditions = _condition_inputs(demo)
                     run_translate = gr.Button("Translate", variant="primary", elem_id="translate-button")
                 with gr.Column():
                     translate_status = gr.Markdown(elem_id="translate-status")
@@ -121,7 +125,7 @@ def build_app(demo: WebDemo) -> gr.Blocks:
                 side = _image("Side by side", "side-by-side")
                 pasted = _image("Pasted back into the photo", "pasted")
         run_translate.click(
-            _translate_handler(demo), inputs=[photo, src, to, detect],
+            _translate_handler(demo, list(conditions)), inputs=[photo, src, to, detect, *conditions.values()],
             outputs=[translate_status, avatars, faces, side, pasted], api_name="translate",
         )
         if demo.index is not None:
@@ -168,10 +172,25 @@ def _image(label: str, elem_id: str) -> gr.Image:
                     interactive=False)
 
 
-def _translate_handler(demo: WebDemo) -> Callable[..., tuple]:
-    def translate(data: bytes | None, src: str, to: str, detect: bool) -> tuple:
+def _condition_inputs(demo: WebDemo) -> dict[str, gr.components.Component]:
+    """Widgets for what the checkpoint was trained to take: a reference picture, attribute values."""
+    inputs: dict[str, gr.components.Component] = {}
+    if demo.translator.has_style:
+        inputs["reference"] = UploadField(
+            max_bytes=demo.limits.max_upload_bytes, label="Reference (optional): the avatar takes its colours",
+            sources=["upload", "clipboard"], elem_id="translate-reference",
+        )
+    if demo.translator.attributes:
+        groups = "; ".join(f"{name}: {', '.join(values)}" for name, values in demo.translator.attributes.items())
+        inputs["attrs"] = gr.Textbox(label=f"Attributes (optional): {groups}", placeholder="hair=blue, eyes=green",
+                                     max_length=200, elem_id="translate-attrs")
+    return inputs
+
+
+def _translate_handler(demo: WebDemo, conditions: list[str]) -> Callable[..., tuple]:
+    def translate(data: bytes | None, src: str, to: str, detect: bool, *values: Any) -> tuple:
         try:
-            out: TranslateOutput = demo.translate(data, src, to, detect)
+            out: TranslateOutput = demo.translate(data, src, to, detect, **dict(zip(conditions, values)))
         except TwinGANError as exc:
             return _error(exc), [], [], None, None
         return MESSAGE_OK + out.message, out.avatars, out.faces, out.side_by_side, out.pasted

@@ -205,25 +205,60 @@ class WebDemo:
         detector = self.detector if detect and src == HUMAN_DOMAIN else None
         return FacePipeline(self.translator, detector, max_faces=self.limits.max_faces)
 
-    def translate(self, data: bytes | None, src: str, to: str, detect: bool = True) -> TranslateOutput:
-        """Decode the upload, find its faces (photos of people), translate each into ``to``."""
+    def translate(
+        self, data: bytes | None, src: str, to: str, detect: bool = True,
+        reference: bytes | None = None, attrs: str = "",
+    ) -> TranslateOutput:
+        """Decode the upload, find its faces (photos of people), translate each into ``to``.
+
+        ``reference``: an optional picture of ``to`` whose style (hair, eye colours) every avatar
+        takes (its largest face when ``to`` is 'human'); ``attrs``: optional "hair=blue, eyes=green".
+        Both need a checkpoint trained for them; what it cannot do is refused before any work.
+        """
         self.translator.check_domain(src, "source domain")
         self.translator.check_domain(to, "target domain")
+        attrs = (attrs or "").strip()
+        if reference is not None:
+            self.translator.check_reference_support()
+        if attrs:
+            self.translator.attribute_labels(attrs)
         picture = self._picture(data)
-        result = self.pipeline(src, detect).run([picture], to, src)[0]
+        cond = None
+        if reference is not None or attrs:
+            cond = self.translator.condition(to, reference=self._reference_face(reference, to, detect), attrs=attrs)
+        result = self.pipeline(src, detect).run([picture], to, src, cond=cond)[0]
         self._raise_for(result)
         detected = result.crops[0].face is not None
         count = len(result.crops)
         what = f"{count} face{'s' if count > 1 else ''} found and translated" if detected else (
             "the picture was taken as a face crop (centre square) and translated"
         )
+        asked = [part for part, given in (("in the reference's style", reference is not None),
+                                          (f"with {attrs}", bool(attrs))) if given]
         return TranslateOutput(
             faces=[crop.crop for crop in result.crops],
             avatars=list(result.translations),
             side_by_side=result.side_by_side(),
             pasted=result.pasted() if detected else None,
-            message=f"{src} -> {to}: {what}.",
+            message=f"{src} -> {to}{' ' + ' and '.join(asked) if asked else ''}: {what}.",
         )
+
+    def _reference_face(self, reference: bytes | None, to: str, detect: bool) -> Image.Image | None:
+        """The reference upload as the model sees it: the aligned largest face of a photo of a person, else
+        the centre square (as `twingan translate --reference`)."""
+        if reference is None:
+            return None
+        try:
+            picture = decode_upload(reference, self.workdir, self.limits)
+        except WebInputError as exc:
+            raise WebInputError(f"Reference: {exc}") from None
+        result = self.pipeline(to, detect).face_crops([picture])[0]
+        if result.error is not None:
+            raise WebInputError(
+                f"No face found in the {picture.width}x{picture.height} reference picture. Use a reference where "
+                "the face is larger, or untick 'Detect faces' if it is a face crop already."
+            )
+        return result.crops[0].crop
 
     # ------------------------------------------------------------ search
 
