@@ -122,6 +122,7 @@ def test_folder_of_good_and_bad_files(translator, raw_model, tmp_path, capsys):
     expected = make_mixed_folder(src)
     svg = tmp_path / "drawing.svg"
     svg.write_text('<svg xmlns="http://www.w3.org/2000/svg"/>')
+    (src / "labels.csv").write_text("file,hair\ngood.png,black\n")  # a dataset's labels: not an input
     out = tmp_path / "out"
     code = main(["translate", str(translator.path), str(src), str(svg), str(tmp_path / "missing.jpg"),
                  "--to", "anime", "--out", str(out), "--no-detect", "--batch-size", "3", "--side-by-side",
@@ -142,6 +143,7 @@ def test_folder_of_good_and_bad_files(translator, raw_model, tmp_path, capsys):
     }
     for path, reason in expect_reason.items():
         assert reason in reasons[str(path)], (path, reasons.get(str(path)))
+    assert "labels.csv" not in captured.err
     good = {"good", "rgba", "gray", "deep16", "cmyk", "exif", "anim"}
     names = {p.name for p in out.iterdir()}
     assert names == {f"{n}.png" for n in good} | {f"{n}_side.png" for n in good}  # no partial or temp files

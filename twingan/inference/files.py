@@ -27,6 +27,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from twingan.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, load_image, save_image
+from twingan.data.labels import LABELS_FILE
 from twingan.errors import ConfigError, ImageLoadError
 from twingan.faces.align import DEFAULT_FEATHER
 from twingan.inference.faces_pipeline import FacePipeline, PhotoResult
@@ -134,6 +135,8 @@ def _walk_folder(root: Path, skipped: list[Failure]) -> Iterable[tuple[Path, Pat
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]
         found.extend(Path(dirpath) / name for name in filenames if not name.startswith("."))
     for path in sorted(found):
+        if path.name == LABELS_FILE:
+            continue  # the dataset's attribute labels, not an input that was left out
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             skipped.append(Failure(str(path), f"skipped, not an image file type ('{path.suffix or '(none)'}')"))
             continue
