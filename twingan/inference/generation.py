@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from twingan.data.image_io import tensor_to_pil
 from twingan.errors import ConfigError
-from twingan.inference.translator import check_model_domain
+from twingan.inference.translator import check_model_domain, model_attribute_labels
 from twingan.models import TwinGAN
 
 DEFAULT_BATCH_SIZE = 16
@@ -63,19 +63,10 @@ def check_generation(model: TwinGAN) -> None:
 
 
 def attribute_labels(model: TwinGAN, attrs: Attrs, option: str = "attrs") -> list[int] | None:
-    """``["hair=blue"]``, ``"hair=blue,eyes=green"`` or ``{"hair": "blue"}`` -> the schema's label (None: no attrs).
-
-    Bad names or values, and attributes for a model trained without them, are ConfigErrors naming ``option``.
-    """
+    """The schema's label of ``attrs`` (None when no attrs are given); errors name ``option``."""
     if attrs is None or (not isinstance(attrs, (str, Mapping)) and len(attrs) == 0):
         return None
-    schema = model.attribute_schema
-    if not schema:
-        raise ConfigError(f"{option}: this checkpoint was trained without attributes (model.attributes is empty)")
-    try:
-        return schema.label_of(attrs)
-    except ValueError as exc:
-        raise ConfigError(f"{option}: {exc}") from exc
+    return model_attribute_labels(model, attrs, option)
 
 
 def seed_noise(model: TwinGAN, seed: int, n: int) -> torch.Tensor:

@@ -63,6 +63,23 @@ def check_model_domain(model: TwinGAN, domain: str, option: str = "domain") -> s
     return domain
 
 
+def model_attribute_labels(model: TwinGAN, attrs: Attributes, option: str | None = None) -> list[int]:
+    """``{"hair": "blue"}``, ``["hair=blue", "eyes=green"]`` or ``"hair=blue,eyes=green"`` -> one value index
+    per attribute group (-1 = keep). ConfigError (prefixed with ``option`` when given) for a checkpoint
+    trained without attributes or for a bad name or value."""
+    prefix = f"{option}: " if option else ""
+    schema = model.attribute_schema
+    if not schema:
+        raise ConfigError(
+            f"{prefix}this checkpoint was trained without attributes; train with model.attributes={{hair: [...], "
+            "...}} (experiment=attributes_demo) to set attributes such as hair=blue"
+        )
+    try:
+        return schema.label_of(attrs)
+    except ValueError as exc:
+        raise ConfigError(f"{prefix}{exc}") from None
+
+
 class Translator:
     """A trained TwinGAN ready for inference (eval mode, no gradients), with its checkpoint metadata."""
 
@@ -188,18 +205,8 @@ class Translator:
             )
 
     def attribute_labels(self, attrs: Attributes) -> list[int]:
-        """``{"hair": "blue"}``, ``["hair=blue", "eyes=green"]`` or ``"hair=blue,eyes=green"`` -> one value index
-        per attribute group (-1 = keep); ConfigError for a checkpoint without attributes or a bad value."""
-        schema = self.model.attribute_schema
-        if not schema:
-            raise ConfigError(
-                "this checkpoint was trained without attributes; train with model.attributes={hair: [...], ...} "
-                "(experiment=attributes_demo) to set attributes such as hair=blue"
-            )
-        try:
-            return schema.label_of(attrs)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        """See :func:`model_attribute_labels`."""
+        return model_attribute_labels(self.model, attrs)
 
     def load_reference(self, reference: Reference) -> torch.Tensor:
         """A reference image (image or path) -> float32 (1, 3, R, R) in [-1, 1] on the CPU.
