@@ -19,7 +19,9 @@ Optional modes, active when the model has the part (see twingan.losses.condition
   source's where no target is named);
 - recolouring (style encoder, ``recolour`` > 0): L1(x_d, G_d(E_d(recolour(x_d)), S_d(x_d))),
   the image restored from a hue-rotated copy of itself and its own style code:
-  a label-free signal that the colours of a translation come from the code.
+  a label-free signal that the colours of a translation come from the code;
+- style spread (``style_spread`` > 0): relu(1 - std) per code dimension over the
+  batch's references, so the style encoder cannot give every reference one code.
 """
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from twingan.losses.conditioning import (
     own_condition,
     recoloured,
     references,
+    spread_loss,
     styled_rows,
     translation_condition,
 )
@@ -59,6 +62,7 @@ class LossWeights:
     style_diversity: float = 0.5
     attribute: float = 1.0
     recolour: float = 0.0
+    style_spread: float = 0.0
 
 
 Batch = Union[StepInputs, Sequence[torch.Tensor]]
@@ -74,6 +78,7 @@ _WEIGHT_OF = {
     "diversity": "style_diversity",
     "attr": "attribute",
     "recolour": "recolour",
+    "spread": "style_spread",
 }
 
 
@@ -142,6 +147,9 @@ class TranslationLosses:
             cond, style = conditions[d]
             rows = styled_rows(inputs, d)
             guided = style is not None and bool(rows.any())
+            spread = spread_loss(style[rows]) if guided and w.style_spread > 0 else None
+            if spread is not None:
+                parts["spread"].append(spread)
             for o in range(n):
                 if o == d:
                     continue
