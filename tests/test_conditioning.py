@@ -8,7 +8,6 @@ from twingan.losses.conditioning import (
     attribute_loss,
     classification_targets,
     recoloured,
-    spread_loss,
     translation_condition,
 )
 from twingan.models import AttributeSchema, Discriminators, ModelConfig, TwinGAN
@@ -192,27 +191,6 @@ def test_recolour_loss_is_the_restoration_error_from_the_own_style():
     torch.testing.assert_close(logs["g_recolour"], torch.stack(expected).mean().detach())
     _, off = TranslationLosses(build_objective("hinge"), LossWeights()).generator_loss(model, discs, inputs)
     assert "g_recolour" not in off
-
-
-def test_spread_loss_against_numpy_and_in_the_generator_loss():
-    import numpy as np
-
-    codes = torch.tensor([[0.0, 1.0, 5.0], [0.2, -1.0, -5.0], [0.1, 0.5, 0.0]], dtype=torch.float64)
-    std = np.sqrt(np.var(codes.numpy(), axis=0, ddof=1) + 1e-4)
-    expected = np.maximum(1.0 - std, 0.0).mean()
-    torch.testing.assert_close(spread_loss(codes), torch.tensor(expected, dtype=torch.float32))
-    assert spread_loss(codes[:1]) is None
-    assert spread_loss(torch.zeros(5, 4)).item() == pytest.approx(0.99)  # collapsed: the full penalty
-
-    torch.manual_seed(0)
-    cfg = tiny_cfg(style_dim=4)
-    model, discs = TwinGAN(cfg), Discriminators(cfg)
-    reals = [torch.rand(4, 3, 16, 16) * 2 - 1 for _ in range(2)]
-    inputs = draw_inputs(model, reals, None, torch.Generator().manual_seed(5), plain_probability=0.0)
-    _, logs = TranslationLosses(build_objective("hinge"), LossWeights(style_spread=1.0)).generator_loss(
-        model, discs, inputs)
-    per_domain = [spread_loss(model.style(reals[d].roll(1, 0), d)) for d in range(2)]  # references of d, rolled
-    torch.testing.assert_close(logs["g_spread"], torch.stack(per_domain).mean().detach())
 
 
 def test_every_mode_trains_its_own_parts():

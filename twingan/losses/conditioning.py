@@ -178,19 +178,6 @@ def classification_targets(
     return torch.where(target >= 0, target, own)
 
 
-def spread_loss(codes: torch.Tensor, target_std: float = 1.0, eps: float = 1e-4) -> torch.Tensor | None:
-    """Hinge on the per-dimension standard deviation of a batch of style codes: mean(relu(target - std)).
-
-    Without it the style encoder can satisfy style reconstruction by giving every
-    reference the same code, and the generator then has nothing to follow (a
-    VICReg-style variance term). None for fewer than two codes.
-    """
-    if codes.shape[0] < 2:
-        return None
-    std = torch.sqrt(codes.float().var(dim=0) + eps)
-    return F.relu(target_std - std).mean()
-
-
 def attribute_loss(schema: AttributeSchema, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor | None:
     """Mean cross-entropy over attribute groups, on the rows whose label is known; None if none is."""
     if labels is None:

@@ -19,9 +19,7 @@ Optional modes, active when the model has the part (see twingan.losses.condition
   source's where no target is named);
 - recolouring (style encoder, ``recolour`` > 0): L1(x_d, G_d(E_d(recolour(x_d)), S_d(x_d))),
   the image restored from a hue-rotated copy of itself and its own style code:
-  a label-free signal that the colours of a translation come from the code;
-- style spread (``style_spread`` > 0): relu(1 - std) per code dimension over the
-  batch's references, so the style encoder cannot give every reference one code.
+  a label-free signal that the colours of a translation come from the code.
 """
 from __future__ import annotations
 
@@ -41,7 +39,6 @@ from twingan.losses.conditioning import (
     own_condition,
     recoloured,
     references,
-    spread_loss,
     styled_rows,
     translation_condition,
 )
@@ -62,7 +59,6 @@ class LossWeights:
     style_diversity: float = 0.5
     attribute: float = 1.0
     recolour: float = 0.0
-    style_spread: float = 0.0
 
 
 Batch = Union[StepInputs, Sequence[torch.Tensor]]
@@ -78,7 +74,6 @@ _WEIGHT_OF = {
     "diversity": "style_diversity",
     "attr": "attribute",
     "recolour": "recolour",
-    "spread": "style_spread",
 }
 
 
@@ -147,9 +142,6 @@ class TranslationLosses:
             cond, style = conditions[d]
             rows = styled_rows(inputs, d)
             guided = style is not None and bool(rows.any())
-            spread = spread_loss(style[rows]) if guided and w.style_spread > 0 else None
-            if spread is not None:
-                parts["spread"].append(spread)
             for o in range(n):
                 if o == d:
                     continue
