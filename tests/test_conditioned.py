@@ -404,3 +404,16 @@ def test_web_page_offers_only_the_inputs_the_checkpoint_takes(style_checkpoint, 
                 assert status.startswith("**Done:**") and len(avatars) == 1
         finally:
             web.close()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_cli_export_of_a_style_checkpoint(style_checkpoint, tmp_path, capsys):
+    from twingan.inference.export import read_export_metadata
+
+    out = tmp_path / "styled.pt"
+    assert main(["export", str(style_checkpoint), "--format", "torchscript", "--to", "anime", "--out", str(out)]) == 0
+    assert "also reference (see the file's metadata)" in capsys.readouterr().out
+    assert read_export_metadata(out)["inputs"] == ["image", "reference"]
+    assert main(["export", str(style_checkpoint), "--format", "torchscript", "--to", "anime", "--out", str(out),
+                 "--plain"]) == 0
+    assert "also" not in capsys.readouterr().out and read_export_metadata(out)["inputs"] == ["image"]

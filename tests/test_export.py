@@ -71,7 +71,7 @@ def test_onnx_export_runs_in_onnxruntime(tiny_checkpoint, tmp_path, capsys):
 def test_parity_failure_keeps_no_file_and_fails(tiny_checkpoint, tmp_path, monkeypatch, capsys, fmt):
     runner = "_run_torchscript" if fmt == "torchscript" else "_run_onnx"
     real = getattr(export_module, runner)
-    monkeypatch.setattr(export_module, runner, lambda path, x: real(path, x) + 1e-3)
+    monkeypatch.setattr(export_module, runner, lambda *args: real(*args) + 1e-3)
     out = tmp_path / f"bad.{fmt}"
     assert main(["export", str(tiny_checkpoint), "--format", fmt, "--to", "anime", "--out", str(out)]) == 1
     err = capsys.readouterr().err
@@ -85,3 +85,66 @@ def test_export_needs_the_source_when_ambiguous(tmp_path):
         export_direction(three, "torchscript", "cat", None, tmp_path / "m.pt")
     result = export_direction(three, "torchscript", "cat", "anime", tmp_path / "m.pt")
     assert result.max_abs_diff <= TOLERANCE and read_export_metadata(tmp_path / "m.pt")["src"] == "anime"
+
+
+def conditioned_translator() -> Translator:
+    """A style + attribute model with random (non-zero) modulation, its style encoder at 8 px below the model's 16."""
+    torch.manual_seed(0)
+    cfg = ModelConfig(resolution=16, max_channels=8, fmap_base=32, style_dim=4, style_resolution=8,
+                      attributes={"hair": ["black", "blonde", "blue"], "eyes": ["brown", "green"]})
+    model = TwinGAN(cfg)
+    for name, p in model.named_parameters():
+        if "modulation" in name:
+            torch.nn.init.normal_(p, std=0.3)
+    return Translator(model)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("fmt", ["torchscript", "onnx"])
+def test_conditioned_export_takes_a_reference_and_attributes(tmp_path, fmt):
+    if fmt == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+    translator = conditioned_translator()
+    model = translator.model
+    out = tmp_path / f"cond.{fmt}"
+    result = export_direction(translator, fmt, "anime", "human", out)
+    assert result.inputs == ("image", "reference", "attributes") and result.max_abs_diff <= TOLERANCE
+    meta = read_export_metadata(out)
+    assert meta["inputs"] == ["image", "reference", "attributes"]
+    assert meta["attribute_groups"] == {"hair": ["black", "blonde", "blue"], "eyes": ["brown", "green"]}
+    assert "(N, 3, 8, 8)" in meta["reference"] and "(N, 5)" in meta["attributes"]
+
+    x, full_refs = images(3, 3), images(3, 4)
+    labels = torch.tensor([[2, -1], [-1, 1], [0, 0]])
+    with torch.no_grad():  # reference computed the Translator's way: the style encoder resizes a full-size reference
+        cond = model.condition(3, style=model.style(full_refs, "anime"), labels=labels)
+        expected = model.translate(x, "human", "anime", cond).clamp(-1, 1).numpy()
+    small_refs = torch.nn.functional.interpolate(full_refs, size=(8, 8), mode="bilinear", align_corners=False,
+                                                 antialias=True)
+    one_hot = model.attribute_schema.one_hot(labels)
+    if fmt == "torchscript":
+        run = torch.jit.load(str(out))
+        with torch.no_grad():
+            got = run(x, small_refs, one_hot).numpy()
+            other = run(x, small_refs.flip(0), one_hot).numpy()
+    else:
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        feed = {"image": x.numpy(), "reference": small_refs.numpy(), "attributes": one_hot.numpy()}
+        (got,) = session.run(None, feed)
+        (other,) = session.run(None, {**feed, "reference": small_refs.flip(0).numpy()})
+    assert np.abs(got - expected).max() <= TOLERANCE
+    assert np.abs(other - got).max() > 1e-3  # the reference matters
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_plain_export_of_a_conditioned_checkpoint(tmp_path):
+    translator = conditioned_translator()
+    out = tmp_path / "plain.pt"
+    result = export_direction(translator, "torchscript", "anime", "human", out, conditioned=False)
+    assert result.inputs == ("image",) and read_export_metadata(out)["inputs"] == ["image"]
+    assert "reference" not in read_export_metadata(out)
+    x = images(2, 5)
+    with torch.no_grad():
+        expected = translator.model.translate(x, "human", "anime").clamp(-1, 1).numpy()
+        got = torch.jit.load(str(out))(x).numpy()
+    assert np.abs(got - expected).max() <= TOLERANCE

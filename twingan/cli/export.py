@@ -15,7 +15,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "The model takes a float32 (N, 3, R, R) RGB batch in [-1, 1] and returns the translation, clamped to "
         "[-1, 1]; N is free. The written file is run on a fixed-seed batch and compared with PyTorch; the max "
         "abs difference is printed, and above the tolerance no file is kept and the exit status is 1. "
-        "ONNX needs the onnx and onnxruntime packages (pip install 'twingan[export]').",
+        "ONNX needs the onnx and onnxruntime packages (pip install 'twingan[export]'). A checkpoint trained "
+        "with a style encoder or attributes is exported with those inputs too: 'reference' (N, 3, S, S), the "
+        "reference face resized to the style resolution S, and 'attributes' (N, A), one one-hot block per group "
+        "(zeros: keep); the file's metadata describes them. --plain exports the unconditioned translation.",
     )
     parser.add_argument("checkpoint", type=Path, help="a twingan checkpoint (.safetensors)")
     parser.add_argument("--format", required=True, choices=FORMATS, dest="fmt", help="torchscript (.pt) or onnx")
@@ -28,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tolerance", type=float, default=PARITY_TOLERANCE,
                         help=f"largest accepted max abs difference from PyTorch (default {PARITY_TOLERANCE:g})")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--plain", action="store_true",
+                        help="leave out the reference/attribute inputs of a conditioned checkpoint")
     parser.set_defaults(func=run)
 
 
@@ -41,8 +46,10 @@ def run(args: argparse.Namespace) -> int:
     translator = Translator.load(args.checkpoint, device="cpu", weights=args.weights)
     src = translator.source_domain(args.to, args.src)
     out = args.out or default_output_path(args.checkpoint, args.fmt, src, args.to)
-    result = export_direction(translator, args.fmt, args.to, src, out, tolerance=args.tolerance, opset=args.opset)
+    result = export_direction(translator, args.fmt, args.to, src, out, tolerance=args.tolerance, opset=args.opset,
+                              conditioned=not args.plain)
     print(f"wrote {result.path}: {result.format}, {result.src} -> {result.dst}, "
-          f"input (N, 3, {result.resolution}, {result.resolution}) in [-1, 1]")
+          f"input (N, 3, {result.resolution}, {result.resolution}) in [-1, 1]"
+          + (f"; also {', '.join(result.inputs[1:])} (see the file's metadata)" if len(result.inputs) > 1 else ""))
     print(result.parity_line())
     return 0

@@ -5,6 +5,13 @@ checkpoint's resolution R (N is free) and returns the translation in the same
 layout, clamped to [-1, 1]. The source and target domains are fixed at export;
 the encoder's skip features stay inside the exported graph.
 
+A checkpoint trained with a style encoder and/or attributes is exported with
+those inputs too (``conditioned=True``, the default): ``reference`` (N, 3, S, S)
+in [-1, 1], the reference face already resized to the style encoder's
+resolution S (antialiased resizing does not export to ONNX), and ``attributes``
+(N, A): one one-hot block per attribute group, all zeros for "keep the
+source's". ``conditioned=False`` exports the plain translation.
+
 Both formats are made by tracing. The parity check runs the written file on a
 fixed-seed batch whose size differs from the tracing batch (so a batch size
 baked into the graph is caught) and compares with the PyTorch model; a file
@@ -49,18 +56,49 @@ class ExportParityError(TwinGANError):
 
 
 class OneDirection(nn.Module):
-    """TwinGAN fixed to one direction: [-1, 1] (N, 3, R, R) source images -> clamped target images."""
+    """TwinGAN fixed to one direction: [-1, 1] (N, 3, R, R) source images -> clamped target images.
 
-    def __init__(self, model: TwinGAN, src: str, dst: str) -> None:
+    ``conditioned``: also take the checkpoint's condition inputs, in the order of
+    :attr:`input_names` (reference images at the style resolution, attribute one-hots).
+    """
+
+    def __init__(self, model: TwinGAN, src: str, dst: str, conditioned: bool = False) -> None:
         super().__init__()
         self.encoder = model.encoder
         self.generator = model.generator
         self.src = model.domain_index(src)
         self.dst = model.domain_index(dst)
+        self.style_encoder = model.style_encoder if conditioned else None
+        self.attribute_dim = model.attribute_schema.dim if conditioned and model.attribute_schema else 0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def input_names(self) -> list[str]:
+        return ["image"] + ["reference"] * (self.style_encoder is not None) + ["attributes"] * (self.attribute_dim > 0)
+
+    def forward(self, x: torch.Tensor, *condition_inputs: torch.Tensor) -> torch.Tensor:
         latent, skips = self.encoder(x, self.src)
-        return self.generator(latent, skips, self.dst).clamp(-1.0, 1.0)
+        parts = []
+        if self.style_encoder is not None:
+            parts.append(self.style_encoder(condition_inputs[0], self.dst))
+        if self.attribute_dim:
+            parts.append(condition_inputs[-1])
+        cond = torch.cat(parts, dim=1) if parts else None
+        return self.generator(latent, skips, self.dst, cond).clamp(-1.0, 1.0)
+
+
+def example_inputs(model: TwinGAN, wrapper: OneDirection, n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """Random inputs for ``wrapper``: images, references and valid attribute vectors (a value or "keep" per group)."""
+    res = model.resolution
+    inputs = [torch.rand(n, 3, res, res, generator=generator) * 2 - 1]
+    if wrapper.style_encoder is not None:
+        size = model.cfg.style_resolution
+        inputs.append(torch.rand(n, 3, size, size, generator=generator) * 2 - 1)
+    if wrapper.attribute_dim:
+        schema = model.attribute_schema
+        labels = torch.stack([torch.randint(-1, len(values), (n,), generator=generator)
+                              for values in schema.groups.values()], dim=1)
+        inputs.append(schema.one_hot(labels))
+    return tuple(inputs)
 
 
 @dataclass
@@ -72,6 +110,7 @@ class ExportResult:
     resolution: int
     max_abs_diff: float
     tolerance: float
+    inputs: tuple[str, ...] = ("image",)
 
     def parity_line(self) -> str:
         verdict = "ok" if self.max_abs_diff <= self.tolerance else "EXCEEDED"
@@ -95,74 +134,88 @@ def export_direction(
     *,
     tolerance: float = PARITY_TOLERANCE,
     opset: int = DEFAULT_OPSET,
+    conditioned: bool = True,
 ) -> ExportResult:
     """Export ``src`` -> ``to`` of ``translator``'s model (on the CPU, fp32) to ``out`` and check parity.
 
-    Raises ExportParityError (and leaves no file) when the exported model
-    differs from PyTorch by more than ``tolerance``.
+    ``conditioned``: include the reference/attribute inputs the checkpoint was trained with (see the
+    module docstring); False exports the plain translation. Raises ExportParityError (and leaves no
+    file) when the exported model differs from PyTorch by more than ``tolerance``.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export format must be one of {list(FORMATS)}, got {fmt!r}")
     src = translator.source_domain(to, src)
     model = copy.deepcopy(translator.model).to("cpu").float().eval()
-    wrapper = OneDirection(model, src, to)
+    wrapper = OneDirection(model, src, to, conditioned)
     res = model.resolution
     generator = torch.Generator().manual_seed(0)
-    trace_input = torch.rand(TRACE_BATCH, 3, res, res, generator=generator) * 2 - 1
-    parity_input = torch.rand(PARITY_BATCH, 3, res, res, generator=generator) * 2 - 1
+    trace_inputs = example_inputs(model, wrapper, TRACE_BATCH, generator)
+    parity_inputs = example_inputs(model, wrapper, PARITY_BATCH, generator)
     info = {
         "twingan_version": __version__,
         "src": src,
         "dst": to,
         "resolution": res,
+        "inputs": wrapper.input_names,
         "input": f"float32 (N, 3, {res}, {res}) RGB in [-1, 1]",
         "output": f"float32 (N, 3, {res}, {res}) RGB in [-1, 1]",
         "checkpoint": str(translator.path) if translator.path is not None else None,
         "checkpoint_sha256": file_sha256(translator.path) if translator.path is not None else None,
         "domains": list(model.domains),
     }
+    if wrapper.style_encoder is not None:
+        size = model.cfg.style_resolution
+        info["reference"] = (f"float32 (N, 3, {size}, {size}) RGB in [-1, 1]: a face of {to!r}, resized to "
+                             f"{size}x{size} (antialiased when shrinking)")
+    if wrapper.attribute_dim:
+        info["attributes"] = (f"float32 (N, {wrapper.attribute_dim}): per group a one-hot block in this order, "
+                              "all zeros to keep the source's value")
+        info["attribute_groups"] = {name: list(values) for name, values in model.attribute_schema.groups.items()}
     out = Path(out)
     with torch.inference_mode():
-        expected = wrapper(parity_input).numpy()
+        expected = wrapper(*parity_inputs).numpy()
     with atomic_path(out) as tmp:
         if fmt == "torchscript":
-            _export_torchscript(wrapper, trace_input, tmp, info)
-            actual = _run_torchscript(tmp, parity_input)
+            _export_torchscript(wrapper, trace_inputs, tmp, info)
+            actual = _run_torchscript(tmp, parity_inputs)
         else:
-            _export_onnx(wrapper, trace_input, tmp, info, opset)
-            actual = _run_onnx(tmp, parity_input)
+            _export_onnx(wrapper, trace_inputs, tmp, info, opset)
+            actual = _run_onnx(tmp, parity_inputs, wrapper.input_names)
         diff = float(np.abs(actual - expected).max())
-        result = ExportResult(out, fmt, src, to, res, diff, tolerance)
+        result = ExportResult(out, fmt, src, to, res, diff, tolerance, tuple(wrapper.input_names))
         if not diff <= tolerance:
             raise ExportParityError(f"{out} not written: {result.parity_line()}")
     return result
 
 
-def _export_torchscript(wrapper: nn.Module, example: torch.Tensor, path: Path, info: dict[str, Any]) -> None:
+def _export_torchscript(wrapper: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, info: dict[str, Any]) -> None:
     with _quiet_tracing_block():
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
+        traced = torch.jit.trace(wrapper, examples, check_trace=False)
         torch.jit.save(traced, str(path), _extra_files={METADATA_NAME: json.dumps(info)})
 
 
-def _run_torchscript(path: Path, x: torch.Tensor) -> np.ndarray:
+def _run_torchscript(path: Path, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
     with _quiet_tracing_block():
         loaded = torch.jit.load(str(path), map_location="cpu")
     with torch.inference_mode():
-        return loaded(x).numpy()
+        return loaded(*inputs).numpy()
 
 
-def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, info: dict[str, Any], opset: int) -> None:
+def _export_onnx(
+    wrapper: OneDirection, examples: tuple[torch.Tensor, ...], path: Path, info: dict[str, Any], opset: int
+) -> None:
     onnx = _require("onnx")
+    names = wrapper.input_names
     with _quiet_tracing_block():
         # The legacy (TorchScript-tracing) exporter: it needs no onnxscript and handles the skips dict.
         torch.onnx.export(
             wrapper,
-            (example,),
+            examples,
             str(path),
             dynamo=False,
-            input_names=["image"],
+            input_names=names,
             output_names=["translated"],
-            dynamic_axes={"image": {0: "batch"}, "translated": {0: "batch"}},
+            dynamic_axes={**{name: {0: "batch"} for name in names}, "translated": {0: "batch"}},
             opset_version=opset,
             do_constant_folding=True,
         )
@@ -172,10 +225,10 @@ def _export_onnx(wrapper: nn.Module, example: torch.Tensor, path: Path, info: di
     onnx.save(proto, str(path))
 
 
-def _run_onnx(path: Path, x: torch.Tensor) -> np.ndarray:
+def _run_onnx(path: Path, inputs: tuple[torch.Tensor, ...], names: list[str]) -> np.ndarray:
     ort = _require("onnxruntime")
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {"image": x.numpy()})[0]
+    return session.run(None, {name: x.numpy() for name, x in zip(names, inputs)})[0]
 
 
 def read_export_metadata(path: PathLike) -> dict[str, Any]:
