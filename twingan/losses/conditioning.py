@@ -23,10 +23,9 @@ and a resumed run draws exactly what an uninterrupted one would.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -119,11 +118,11 @@ def styled_rows(inputs: StepInputs, domain: int) -> torch.Tensor | None:
     return inputs.styled[domain] if inputs.styled is not None else None
 
 
-def _masked_style(model: TwinGAN, images: torch.Tensor, domain: int, rows: torch.Tensor | None) -> torch.Tensor | None:
-    if model.style_encoder is None:
-        return None
-    style = model.style(images, domain)
-    return style if rows is None else style * rows.unsqueeze(1).to(style.dtype)
+def _masked(style: torch.Tensor | None, rows: torch.Tensor | None) -> torch.Tensor | None:
+    """``style`` with the rows outside ``rows`` set to a zero code (all kept when ``rows`` is None)."""
+    if style is None or rows is None:
+        return style
+    return style * rows.unsqueeze(1).to(style.dtype)
 
 
 def translation_condition(model: TwinGAN, inputs: StepInputs, domain: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -132,20 +131,26 @@ def translation_condition(model: TwinGAN, inputs: StepInputs, domain: int) -> tu
     The code is zero on the rows that are rendered without a reference (see :func:`styled_rows`).
     """
     n = inputs.reals[domain].shape[0]
-    style = _masked_style(model, references(inputs, domain), domain, styled_rows(inputs, domain))
+    style = model.style(references(inputs, domain), domain) if model.style_encoder is not None else None
+    style = _masked(style, styled_rows(inputs, domain))
     targets = inputs.targets[domain] if inputs.targets is not None else None
     return model.condition(n, style=style, labels=targets), style
 
 
-def own_condition(
-    model: TwinGAN, x: torch.Tensor, domain: int, labels: torch.Tensor | None, rows: torch.Tensor | None = None
-) -> torch.Tensor | None:
-    """The condition that describes ``x`` itself: its own style and its own labels (for reconstructions).
+def own_styles(model: TwinGAN, reals: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
+    """Every domain's reals' own style codes (Nones without a style encoder), computed once per step and
+    shared by the reconstructions, the recolouring and the cycle's way back."""
+    return [model.style(x, d) if model.style_encoder is not None else None for d, x in enumerate(reals)]
 
-    ``rows``: which rows get their style (the others a zero code); None: all.
+
+def own_condition(
+    model: TwinGAN, n: int, style: torch.Tensor | None, labels: torch.Tensor | None, rows: torch.Tensor | None = None
+) -> torch.Tensor | None:
+    """The condition that describes ``n`` images themselves: their own style code (from :func:`own_styles`)
+    and their own labels (for reconstructions). ``rows``: which rows keep their code (the others a zero
+    code); None: all.
     """
-    style = _masked_style(model, x, domain, rows)
-    return model.condition(x.shape[0], style=style, labels=labels if model.attribute_schema else None)
+    return model.condition(n, style=_masked(style, rows), labels=labels if model.attribute_schema else None)
 
 
 def generation_condition(model: TwinGAN, inputs: StepInputs, domain: int) -> torch.Tensor | None:

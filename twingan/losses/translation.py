@@ -37,6 +37,7 @@ from twingan.losses.conditioning import (
     draw_inputs,
     generation_condition,
     own_condition,
+    own_styles,
     recoloured,
     references,
     styled_rows,
@@ -125,18 +126,20 @@ class TranslationLosses:
             parts[key].append(self.objective.generator_loss(logits))
 
         recon_needed = w.reconstruction > 0 or self._recon_adversarial(model.resolution)
+        recolour = model.style_encoder is not None and w.recolour > 0
         if recon_needed or n > 1:
             encodings = [model.encode(x, d) for d, x in enumerate(reals)]
+        styles = own_styles(model, reals) if recon_needed or n > 1 or recolour else []
         for d, x in enumerate(reals if recon_needed else []):
-            recon = model.decode(*encodings[d], d, own_condition(model, x, d, inputs.labels[d], styled_rows(inputs, d)))
+            own = own_condition(model, x.shape[0], styles[d], inputs.labels[d], styled_rows(inputs, d))
+            recon = model.decode(*encodings[d], d, own)
             parts["recon"].append(F.l1_loss(recon, x))
             if self._recon_adversarial(model.resolution):
                 judge(recon, d, "adv_recon", inputs.labels[d])
-        if model.style_encoder is not None and w.recolour > 0:
-            for d, x in enumerate(reals):
-                restored = model.decode(*model.encode(recoloured(inputs, d), d), d,
-                                        own_condition(model, x, d, inputs.labels[d]))
-                parts["recolour"].append(F.l1_loss(restored, x))
+        for d, x in enumerate(reals if recolour else []):
+            own = own_condition(model, x.shape[0], styles[d], inputs.labels[d])
+            restored = model.decode(*model.encode(recoloured(inputs, d), d), d, own)
+            parts["recolour"].append(F.l1_loss(restored, x))
         conditions = [translation_condition(model, inputs, d) for d in range(n)] if n > 1 else []
         for d in range(n if n > 1 else 0):
             cond, style = conditions[d]
@@ -159,7 +162,7 @@ class TranslationLosses:
                     latent_f, skips_f = model.encode(fake, d)
                     parts["semantic"].append(F.l1_loss(latent_f, latent_o))
                     if w.cycle > 0:
-                        back = own_condition(model, reals[o], o, inputs.labels[o], rows)
+                        back = own_condition(model, reals[o].shape[0], styles[o], inputs.labels[o], rows)
                         parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o, back), reals[o]))
         if self._generation(model):
             for d in range(n):
@@ -200,8 +203,9 @@ class TranslationLosses:
                     if o != d:
                         fakes[d].append(model.decode(*encodings[o], d, cond))
             if self._recon_adversarial(model.resolution):
+                styles = own_styles(model, reals)
                 for d in range(n):
-                    own = own_condition(model, reals[d], d, inputs.labels[d], styled_rows(inputs, d))
+                    own = own_condition(model, reals[d].shape[0], styles[d], inputs.labels[d], styled_rows(inputs, d))
                     fakes[d].append(model.decode(*encodings[d], d, own))
             if self._generation(model):
                 for d in range(n):
