@@ -5,6 +5,7 @@ from twingan.cli.main import main
 from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores, recall_at_k
 
 import numpy as np
+from PIL import Image
 
 
 def test_recall_at_k_against_brute_force_ranking():
@@ -37,10 +38,17 @@ def test_demo_writes_a_report_with_scores(tmp_path, capsys):
     ]
     assert main(["demo", "--out", str(out), *overrides]) == 0
     printed = capsys.readouterr().out
-    assert "report:" in printed and "photo2anime/recall@1" in printed
+    assert "report:" in printed and "photo2anime/recall@1" in printed and "photo2anime/style" in printed
+    assert "Against copying the input, the trained model is better on" in printed
     page = (out / "report.html").read_text()
+    assert "Against copying the input" in page and "photo/recon_l1" in page
     for name in ("photo_to_anime.png", "anime_to_photo.png", "neighbours.png"):
         assert (out / "report" / name).stat().st_size > 0 and name in page
+    with Image.open(out / "report" / "photo_to_anime.png") as grid:  # 8 faces of 16 px, each shown at 96 px
+        assert grid.width >= 8 * 96 and grid.height >= 3 * 96
+    samples = sorted((out / "run" / "samples").glob("*.png"))
+    with Image.open(samples[-1]) as grid:
+        assert grid.width >= 4 * 96
     scores = json.loads((out / "scores.json").read_text())
     assert set(scores) == {"trained", "untrained", "pixels"}
     assert all(0.0 <= v <= 1.0 for system in scores.values() for v in system.values())

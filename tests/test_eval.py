@@ -16,10 +16,17 @@ from twingan.data.synthetic import generate_dataset
 from twingan.errors import ConfigError
 from twingan.inference import Translator
 from twingan.metrics import InceptionFeatures
-from twingan.metrics.evaluate import evaluate_checkpoint, format_table, style_domains_from_config
+from twingan.metrics.evaluate import (
+    compare_with_copy,
+    copy_verdict,
+    evaluate_checkpoint,
+    format_table,
+    style_domains_from_config,
+)
 from twingan.metrics.fid import fid_from_features
 from twingan.metrics.inception import FIDInception3
-from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores
+from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores, style_judge
+from twingan.metrics.style_classifier import fit_style_classifier
 from twingan.training import train
 
 from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
@@ -96,23 +103,60 @@ def test_nothing_to_evaluate_is_an_error(tiny_checkpoint, capsys):
     assert "nothing to evaluate" in capsys.readouterr().err
 
 
-def test_trained_model_beats_the_untrained_one_on_the_paired_scores(tmp_path):
-    """A 16 px model trained on a few hundred images translates closer to the true rendering than at init."""
-    root = tmp_path / "synthetic"
-    generate_dataset(root, n_train=24, n_test=32, size=16, seed=0, progress=False)
-    checkpoint = train([
-        "experiment=demo", f"data.synthetic.root={root}", "data.synthetic.n_train=24", "data.synthetic.n_test=32",
-        "data.synthetic.size=16", f"run_dir={tmp_path / 'run'}", "seed=0",
-        "model.resolution=16", "model.max_channels=8", "model.fmap_base=32",
-        "train.schedule.start_resolution=16", "train.schedule.final_stable_images=256",
-        "train.schedule.batch_size={16: 8}", "train.optimizer.lr=2e-3", "train.ema.half_life_images=50",
-        "train.checkpoint.every_images=256", "logging.samples.every_images=0", "logging.progress_bar=false",
-        "logging.tensorboard=false",
-    ])
-    scores = evaluate_checkpoint(checkpoint, baselines=True, device="cpu")["scores"]
-    trained, untrained = scores["trained"], scores["untrained"]
+class TwinOracle(PixelBaseline):
+    """Translates a test face into its true rendering in the other style (looked up by its pixels)."""
+
+    def __init__(self, test_set):
+        self.test_set = test_set
+
+    def translate(self, x, src, dst):
+        style = {"human": "photo", "anime": "anime"}
+        images = self.test_set.images
+        index = [int(((images[style[src]] - row).abs().flatten(1).sum(1)).argmin()) for row in x]
+        return images[style[dst]][index]
+
+
+@pytest.fixture(scope="module")
+def judged_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("judged")
+    generate_dataset(root, n_train=200, n_test=40, size=16, seed=3, progress=False)
+    return root
+
+
+def test_style_score_tells_a_translation_from_a_copy(judged_root):
+    """The independent judge: copying the input scores near 0, the true renderings near its accuracy."""
+    test_set = load_paired_test_set(judged_root, 16)
+    judge = style_judge(test_set)
+    assert judge.test_accuracy >= 0.9 and judge.train_images == 400
+    copy = paired_scores(PixelBaseline(), test_set, STYLES)
+    oracle = paired_scores(TwinOracle(test_set), test_set, STYLES)
     for direction in ("photo2anime", "anime2photo"):
-        assert trained[f"{direction}/l1"] < untrained[f"{direction}/l1"] - 0.05, scores
+        assert copy[f"{direction}/style"] <= 0.2, copy
+        assert oracle[f"{direction}/style"] >= 0.85 and oracle[f"{direction}/l1"] == 0.0, oracle
+    assert copy["photo/recon_l1"] == copy["anime/recon_l1"] == 0.0
+    rng = torch.random.get_rng_state()
+    assert fit_style_classifier(judged_root, 16, steps=20).resolution == 16
+    assert torch.equal(torch.random.get_rng_state(), rng)  # fitting draws from its own generator
+
+
+def test_copy_verdict_names_every_score_the_model_loses():
+    scores = {
+        "trained": {"photo2anime/l1": 0.10, "photo2anime/style": 0.9, "photo2anime/recall@1": 0.5,
+                    "photo/recon_l1": 0.02, "photo2anime/fid": 40.0},
+        "pixels": {"photo2anime/l1": 0.12, "photo2anime/style": 0.0, "photo2anime/recall@1": 0.6,
+                   "photo/recon_l1": 0.0, "photo2anime/fid": 30.0},
+    }
+    rows = {r.metric: r.beats for r in compare_with_copy(scores)}
+    assert rows == {"photo2anime/l1": True, "photo2anime/style": True, "photo2anime/recall@1": False,
+                    "photo2anime/fid": False}
+    verdict = copy_verdict(scores)
+    assert verdict.startswith("Against copying the input, the trained model is better on 2 of 4 scores")
+    assert "does NOT beat copying the input on: photo2anime/recall@1 (0.500 vs 0.600), photo2anime/fid" in verdict
+    scores["trained"].update({"photo2anime/recall@1": 0.7, "photo2anime/fid": 20.0})
+    assert copy_verdict(scores) == "Against copying the input, the trained model is better on 4 of 4 scores."
+    assert copy_verdict({"trained": scores["trained"]}) == ""
+    tie = {"trained": {"a/recall@1": 1.0}, "pixels": {"a/recall@1": 1.0}}
+    assert "does NOT" in copy_verdict(tie)
 
 
 # ---------------------------------------------------------------- FID / KID of translations

@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.no_synthetic and args.synthetic is not None:
         raise ConfigError("--synthetic and --no-synthetic contradict each other; pass one")
-    from twingan.metrics.evaluate import evaluate_checkpoint, format_table
+    from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table
     from twingan.utils.atomic import atomic_write_text
 
     result = evaluate_checkpoint(
@@ -101,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
               f"of {info['target']} ({len(info['skipped_source']) + len(info['skipped_target'])} unreadable, "
               "skipped)")
     print(format_table(result["scores"]))
+    verdict = copy_verdict(result["scores"])
+    if verdict:
+        print(verdict)
     if args.json is not None:
         atomic_write_text(args.json, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json}")

@@ -164,3 +164,16 @@ def save_image(img: Image.Image, path: PathLike, **save_kwargs) -> Path:
     with atomic_path(path) as tmp:
         img.save(tmp, format=fmt, **save_kwargs)
     return path
+
+
+VIEW_TILE = 96
+"""Small images are shown at least this large in sample grids and reports (a 32 px face is hard to see)."""
+
+
+def upscale_for_viewing(images: torch.Tensor, min_side: int = VIEW_TILE) -> torch.Tensor:
+    """(N, 3, R, R) -> the same images enlarged by the smallest whole factor that reaches ``min_side``
+    (nearest neighbour: every model pixel stays a visible block; large images are left as they are)."""
+    factor = max(1, -(-min_side // images.shape[-1]))
+    if factor == 1:
+        return images
+    return torch.nn.functional.interpolate(images.float(), scale_factor=factor, mode="nearest")

@@ -7,23 +7,17 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.utils import make_grid
 
-from twingan.data.image_io import save_image, tensor_to_pil
+from twingan.data.image_io import save_image, tensor_to_pil, upscale_for_viewing
+from twingan.metrics.evaluate import compare_with_copy, copy_verdict
 from twingan.utils.atomic import atomic_write_text
-
-TILE = 96
-
-
-def _upscaled(images: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(images.float().clamp(-1, 1), size=(TILE, TILE), mode="nearest")
 
 
 def save_rows(rows: Sequence[torch.Tensor], path: Path) -> Path:
     """Each row a (n, 3, R, R) batch; saved as one PNG with tiles upscaled for viewing."""
     n = rows[0].shape[0]
-    grid = make_grid(torch.cat([_upscaled(r) for r in rows]), nrow=n, padding=2, pad_value=1.0)
+    grid = make_grid(upscale_for_viewing(torch.cat(rows).clamp(-1, 1)), nrow=n, padding=2, pad_value=1.0)
     return save_image(tensor_to_pil(grid), path)
 
 
@@ -61,7 +55,10 @@ def write_report(
         ) + "</li>"
         for q, found in enumerate(neighbours)
     )
+    verdict = copy_verdict(scores)
+    verdict_class = " fails" if any(not row.beats for row in compare_with_copy(scores)) else ""
     info_lines = "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in info.items())
+    verdict = html.escape(verdict)
     figures = "".join(
         f"<h2>{html.escape(title)}</h2><img src=\"{html.escape(src)}\" alt=\"{html.escape(title)}\">"
         for title, src in images.items()
@@ -69,15 +66,20 @@ def write_report(
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>twingan demo report</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}</style>
+td,th{{border:1px solid #bbb;padding:4px 10px;text-align:right}}td:first-child{{text-align:left}}img{{max-width:100%}}
+.verdict{{font-weight:bold}}.verdict.fails{{color:#b00}}</style>
 </head><body>
 <h1>twingan demo</h1>
 <ul>{info_lines}</ul>
 <h2>Scores on the paired synthetic test set</h2>
 <p>l1: mean absolute pixel error (0..1) of the translation against the true rendering in the other style (lower is
-better). hair_acc: share of translations whose hair colour is the source's (higher is better). recall@k: share of
-faces whose twin in the other style is among the k nearest by embedding cosine (higher is better). "untrained" is the
-same architecture before training; "pixels" returns the input as its translation and searches on raw pixels.</p>
+better). recon_l1: the same for the reconstruction of a face through its own domain. style: share of translations
+that an independent photo-vs-anime classifier, fitted on the training pictures, assigns to the target style (copying
+the input scores about 0). hair_acc: share of translations whose hair colour is the source's (higher is better).
+recall@k: share of faces whose twin in the other style is among the k nearest by embedding cosine (higher is better).
+"untrained" is the same architecture before training; "pixels" copies the input as its translation and searches on
+raw pixels: a model that does not beat it has not learned the translation.</p>
+<p class="verdict{verdict_class}">{verdict}</p>
 <table><tr><th>metric</th>{head}</tr>{body}</table>
 {figures}
 <h2>Nearest anime faces of each photo (index, cosine); bold = the photo's own twin</h2>

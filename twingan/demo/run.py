@@ -9,7 +9,7 @@ import torch
 
 from twingan.checkpoint import load_translator
 from twingan.demo.report import neighbour_rows, save_rows, write_report
-from twingan.metrics.evaluate import evaluate_checkpoint, format_table
+from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table
 from twingan.metrics.paired import load_paired_test_set
 from twingan.training import compose_config
 from twingan.training.trainer import Trainer, prepare_data
@@ -60,4 +60,5 @@ def run_demo(out: Path, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, 
 
 
 def format_scores(scores: dict[str, dict[str, float]]) -> str:
-    return format_table(scores, digits=3)
+    """The score table, then the plain comparison with copying the input."""
+    return format_table(scores, digits=3) + "\n" + copy_verdict(scores)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Union
 
@@ -183,6 +184,56 @@ def log_record(result: Mapping[str, Any]) -> dict[str, float]:
         prefix = LOG_PREFIX if system == TRAINED else f"{LOG_PREFIX}{system}/"
         record.update({prefix + metric: float(value) for metric, value in scores.items()})
     return record
+
+
+NOT_COMPARED_WITH_COPY = ("recon_l1", "kid_std")
+"""Scores left out of the comparison with copying the input: copying reconstructs perfectly by definition,
+and a standard deviation is no quality."""
+
+
+def higher_is_better(metric: str) -> bool:
+    """False for errors and distances (``l1``, ``*_l1``, ``fid``, ``kid``), True for accuracies and recalls."""
+    name = metric.rsplit("/", 1)[-1]
+    return not (name == "l1" or name.endswith("_l1") or name in ("fid", "kid"))
+
+
+@dataclass(frozen=True)
+class CopyComparison:
+    """One score of the trained model next to the pixel baseline's (copying the input)."""
+
+    metric: str
+    trained: float
+    copy: float
+
+    @property
+    def beats(self) -> bool:
+        """Strictly better than copying the input (a tie does not count)."""
+        return self.trained > self.copy if higher_is_better(self.metric) else self.trained < self.copy
+
+
+def compare_with_copy(scores: Mapping[str, Mapping[str, float]]) -> list[CopyComparison]:
+    """Every score the trained model and the pixel baseline share, but those in NOT_COMPARED_WITH_COPY."""
+    if TRAINED not in scores or PIXELS not in scores:
+        return []
+    trained, copy = scores[TRAINED], scores[PIXELS]
+    return [
+        CopyComparison(metric, float(trained[metric]), float(copy[metric]))
+        for metric in trained
+        if metric in copy and metric.rsplit("/", 1)[-1] not in NOT_COMPARED_WITH_COPY
+    ]
+
+
+def copy_verdict(scores: Mapping[str, Mapping[str, float]]) -> str:
+    """One plain sentence: on how many scores the trained model beats copying the input, and which it does not."""
+    rows = compare_with_copy(scores)
+    if not rows:
+        return ""
+    losses = [r for r in rows if not r.beats]
+    head = f"Against copying the input, the trained model is better on {len(rows) - len(losses)} of {len(rows)} scores"
+    if not losses:
+        return head + "."
+    lost = ", ".join(f"{r.metric} ({r.trained:.3f} vs {r.copy:.3f})" for r in losses)
+    return f"{head}; it does NOT beat copying the input on: {lost}."
 
 
 def format_table(scores: Mapping[str, Mapping[str, float]], digits: int = 4) -> str:

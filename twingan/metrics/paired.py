@@ -38,6 +38,7 @@ import torch
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
 from twingan.data.synthetic import HAIR_COLOUR_NAMES, FaceParams, hair_colour_of, load_test_params, render
+from twingan.metrics.style_classifier import StyleClassifier, style_classifier_for
 
 STYLES = ("photo", "anime")
 
@@ -55,6 +56,7 @@ class PairedTestSet:
     images: dict[str, torch.Tensor]
     params: list[FaceParams]
     paths: dict[str, list[Path]]
+    root: Path
 
 
 def load_paired_test_set(root: str | Path, resolution: int, limit: int | None = None) -> PairedTestSet:
@@ -66,7 +68,16 @@ def load_paired_test_set(root: str | Path, resolution: int, limit: int | None = 
         arrays = [resize_square(load_image(f), resolution) for f in files]
         images[style] = uint8_to_tensor(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2))
         paths[style] = files
-    return PairedTestSet(images, params, paths)
+    return PairedTestSet(images, params, paths, root)
+
+
+def style_judge(test_set: PairedTestSet) -> StyleClassifier:
+    """The independent photo-vs-anime classifier of the test set's dataset at its resolution, with its
+    accuracy on the test reals of both styles filled in."""
+    judge = style_classifier_for(test_set.root, test_set.images["photo"].shape[-1])
+    if judge.test_accuracy is None:
+        judge.test_accuracy = 0.5 * sum(judge.share_in_style(test_set.images[s], s) for s in STYLES)
+    return judge
 
 
 class PixelBaseline:
@@ -113,9 +124,22 @@ def paired_scores(
     batch_size: int = 64,
     ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
-    """Scores in both directions; ``domains`` maps each style ("photo", "anime") to the model's domain name."""
+    """Scores in both directions; ``domains`` maps each style ("photo", "anime") to the model's domain name.
+
+    Per direction SRC2DST: ``l1`` against the true rendering, ``style`` (share of translations that
+    :func:`style_judge` assigns to DST), ``hair_acc`` and ``recall@k``; per style: ``recon_l1``, the
+    reconstruction error through the model's own domain (0..1 scale, like ``l1``).
+    """
     device = _device_of(system)
+    judge = style_judge(test_set)
     scores: dict[str, float] = {}
+    for style in STYLES:
+        x = test_set.images[style]
+        recon = torch.cat([
+            system.translate(chunk.to(device), domains[style], domains[style]).float().cpu()
+            for chunk in x.split(batch_size)
+        ]).clamp(-1, 1)
+        scores[f"{style}/recon_l1"] = float((recon - x).abs().mean() / 2.0)
     outputs: dict[str, torch.Tensor] = {}
     embeddings: dict[str, np.ndarray] = {}
     for src, dst in (("photo", "anime"), ("anime", "photo")):
@@ -130,6 +154,7 @@ def paired_scores(
         embeddings[src] = torch.cat(embeds).numpy()
         key = f"{src}2{dst}"
         scores[f"{key}/l1"] = float((fake - test_set.images[dst]).abs().mean() / 2.0)
+        scores[f"{key}/style"] = judge.share_in_style(fake, dst)
         pixels = tensor_to_uint8(fake).permute(0, 2, 3, 1).numpy()
         hits = [hair_colour_of(img, dst) == p.hair_colour_index for img, p in zip(pixels, test_set.params)]
         scores[f"{key}/hair_acc"] = float(np.mean(hits))

@@ -10,7 +10,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
-from twingan.data.image_io import save_image, tensor_to_pil
+from twingan.data.image_io import save_image, tensor_to_pil, upscale_for_viewing
 from twingan.utils.atomic import atomic_write_text
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
@@ -97,5 +97,6 @@ class RunLogger:
 
 
 def sample_grid(rows: list[torch.Tensor], per_row: int) -> torch.Tensor:
-    """Stack rows of images (each (n, 3, R, R)) into one image tensor in [-1, 1]."""
-    return make_grid(torch.cat(rows).float().cpu().clamp(-1, 1), nrow=per_row, padding=1, pad_value=1.0)
+    """Stack rows of images (each (n, 3, R, R)) into one image tensor in [-1, 1], small tiles upscaled for viewing."""
+    tiles = upscale_for_viewing(torch.cat(rows).float().cpu().clamp(-1, 1))
+    return make_grid(tiles, nrow=per_row, padding=2, pad_value=1.0)
