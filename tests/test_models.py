@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twingan.models import Discriminators, DomainBatchNorm2d, ModelConfig, TwinGAN, channels_at
+from twingan.models import Discriminators, DomainBatchNorm2d, DomainNorm2d, ModelConfig, TwinGAN, channels_at
 from twingan.models.layers import MinibatchStdDev, PixelNorm, ScaledConv2d, downsample2x, upsample2x
 
 DOMAINS = ("human", "anime", "cat")
@@ -19,7 +19,7 @@ def randomize_norms(module, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in module.modules():
-            if isinstance(m, DomainBatchNorm2d):
+            if isinstance(m, (DomainBatchNorm2d, DomainNorm2d)):
                 m.weight.copy_(1.0 + 0.5 * torch.randn(m.weight.shape, generator=g))
                 m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=g))
 
@@ -117,29 +117,80 @@ def test_fade_in_is_a_linear_blend_of_the_two_paths():
 
 
 def _norm_layers(model):
-    return [m for m in model.modules() if isinstance(m, DomainBatchNorm2d)]
+    return [m for m in model.modules() if isinstance(m, (DomainBatchNorm2d, DomainNorm2d))]
 
 
-def test_domain_separation_of_gradients_and_running_statistics():
+@pytest.mark.parametrize("norm", ["affine", "layer", "batch"])
+def test_domain_separation_of_gradients_and_running_statistics(norm):
     torch.manual_seed(4)
-    model = TwinGAN(tiny_config(16))
+    model = TwinGAN(tiny_config(16, norm=norm))
     model.set_progress(16)
-    stats_before = [(m.running_mean.clone(), m.running_var.clone()) for m in _norm_layers(model)]
+    layers = _norm_layers(model)
+    assert {type(m) for m in layers} == {DomainBatchNorm2d if norm == "batch" else DomainNorm2d}
+    stats_before = [(m.running_mean.clone(), m.running_var.clone()) if norm == "batch" else None for m in layers]
     x = torch.randn(4, 3, 16, 16)
     loss = model.reconstruct(x, "anime").pow(2).mean()
     loss.backward()
     a, others = 1, [0, 2]
     used = 0
-    for m, (mean0, var0) in zip(_norm_layers(model), stats_before):
-        assert torch.equal(m.running_mean[others], mean0[others]) and torch.equal(m.running_var[others], var0[others])
+    for m, stats in zip(layers, stats_before):
+        if stats is not None:
+            mean0, var0 = stats
+            assert torch.equal(m.running_mean[others], mean0[others]) and torch.equal(m.running_var[others], var0[others])
         if m.weight.grad is None:  # a layer of another resolution, not on this forward path
-            assert torch.equal(m.running_mean, mean0)
+            assert stats is None or torch.equal(m.running_mean, stats[0])
             continue
         used += 1
         assert m.weight.grad[others].abs().max() == 0 and m.bias.grad[others].abs().max() == 0
-        assert not torch.equal(m.running_mean[a], mean0[a])
+        assert stats is None or not torch.equal(m.running_mean[a], stats[0][a])
         assert m.weight.grad[a].abs().sum() > 0
-    assert used == 1 + 2 * 3 + 2 * 3 + 1  # from_rgb 16, three encoder and three generator blocks, to_rgb 16
+    assert used == 1 + 2 * 3 + 2 * 3  # from_rgb 16, three encoder and three generator blocks (RGB output: no norm)
+
+
+@pytest.mark.parametrize("norm", ["affine", "layer"])
+def test_per_image_norms_do_not_depend_on_the_rest_of_the_batch(norm):
+    torch.manual_seed(8)
+    model = TwinGAN(tiny_config(16, norm=norm)).double().train()
+    randomize_norms(model)
+    model.set_progress(16)
+    x = torch.randn(5, 3, 16, 16, dtype=torch.float64)
+    together = model.translate(x, "human", "cat")
+    alone = torch.cat([model.translate(x[i:i + 1], "human", "cat") for i in range(5)])
+    torch.testing.assert_close(together, alone, rtol=0, atol=1e-12)
+    model.eval()
+    torch.testing.assert_close(model.translate(x, "human", "cat"), together)
+
+
+def test_domain_norm_kinds_match_their_formulas_in_float64():
+    torch.manual_seed(9)
+    x = torch.randn(3, 4, 5, 5, dtype=torch.float64) * 2 + 1
+    for kind in ("affine", "layer"):
+        norm = DomainNorm2d(4, 2, kind).double()
+        with torch.no_grad():
+            norm.weight.copy_(torch.randn(2, 4))
+            norm.bias.copy_(torch.randn(2, 4))
+        if kind == "layer":
+            flat = x.reshape(3, -1)
+            x_hat = ((flat - flat.mean(1, keepdim=True)) / torch.sqrt(flat.var(1, unbiased=False, keepdim=True)
+                                                                     + norm.eps)).reshape(x.shape)
+        else:
+            x_hat = x
+        expected = x_hat * norm.weight[1][None, :, None, None] + norm.bias[1][None, :, None, None]
+        torch.testing.assert_close(norm(x, 1), expected)
+        dgamma, dbeta = torch.randn(3, 4, dtype=torch.float64), torch.randn(3, 4, dtype=torch.float64)
+        modulated = x_hat * (norm.weight[1] + dgamma)[:, :, None, None] + (norm.bias[1] + dbeta)[:, :, None, None]
+        torch.testing.assert_close(norm(x, 1, (dgamma, dbeta)), modulated)
+    with pytest.raises(ValueError, match="'affine' or 'layer'"):
+        DomainNorm2d(4, 2, "instance")
+
+
+def test_norm_settings_are_checked():
+    with pytest.raises(ValueError, match="model.norm must be one of affine, layer, batch"):
+        tiny_config(16, norm="instance")
+    with pytest.raises(ValueError, match="batch_renorm applies to batch normalisation only"):
+        tiny_config(16, batch_renorm=True)
+    with pytest.raises(ValueError, match="sync_bn applies to batch normalisation only"):
+        tiny_config(16, norm="layer", sync_bn=True)
 
 
 def test_switching_the_domain_changes_the_output():
@@ -214,7 +265,7 @@ def test_pixel_norm_and_equalized_conv():
 
 
 def test_equalized_lr_builds_and_runs():
-    cfg = tiny_config(16, equalized_lr=True, batch_renorm=True)
+    cfg = tiny_config(16, equalized_lr=True, norm="batch", batch_renorm=True)
     model = TwinGAN(cfg)
     model.set_progress(16)
     out = model.translate(torch.randn(2, 3, 16, 16), 0, 1)

@@ -26,7 +26,9 @@ from twingan.utils.atomic import atomic_path
 PathLike = Union[str, os.PathLike]
 
 FORMAT_NAME = "twingan-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: RGB output layers without a domain norm, no PixelNorm, ``model.norm`` and the embedding's latent
+statistics (twingan 0.2). Version 1 files hold the earlier architecture, which did not learn."""
 METADATA_KEY = "twingan"
 
 
@@ -154,6 +156,12 @@ def _header(path: Path, metadata: Mapping[str, str] | None) -> dict[str, Any]:
     if header.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: unknown format {header.get('format')!r}, expected {FORMAT_NAME!r}")
     version = header.get("format_version")
+    if version == 1:
+        raise CheckpointError(
+            f"{path}: a version 1 checkpoint (twingan 0.1), whose architecture changed in twingan 0.2 (no domain "
+            "norm on the RGB output, no PixelNorm, per-domain embedding statistics); its weights cannot be loaded "
+            "into the new networks: train again (`twingan demo` or `twingan train`)"
+        )
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{path}: checkpoint format version {version}, this twingan reads version {FORMAT_VERSION}; "

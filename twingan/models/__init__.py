@@ -2,7 +2,7 @@
 from twingan.models.attributes import AttributeSchema
 from twingan.models.config import ModelConfig, channels_at
 from twingan.models.discriminator import Discriminator, Discriminators
-from twingan.models.domain_norm import DomainBatchNorm2d
+from twingan.models.domain_norm import NORM_KINDS, DomainBatchNorm2d, DomainNorm2d
 from twingan.models.encoder import Encoder
 from twingan.models.generator import Generator
 from twingan.models.mapping import MappingNetwork
@@ -16,6 +16,8 @@ __all__ = [
     "ModelConfig",
     "channels_at",
     "DomainBatchNorm2d",
+    "DomainNorm2d",
+    "NORM_KINDS",
     "Encoder",
     "Generator",
     "Discriminator",

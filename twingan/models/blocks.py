@@ -1,4 +1,9 @@
-"""The conv -> domain norm -> LeakyReLU -> PixelNorm unit shared by the encoder and generator."""
+"""The conv -> domain norm -> LeakyReLU unit shared by the encoder and generator, and the RGB output layer.
+
+Measured (BENCHMARKS.md): a domain-normalised RGB output layer and a PixelNorm after every
+activation each cost about 2x in reconstruction error; neither is part of TwinGAN's principle
+(shared kernels, per-domain normalisation parameters in the hidden layers), so neither is here.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,12 +11,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from twingan.models.config import ModelConfig
-from twingan.models.domain_norm import DomainBatchNorm2d
-from twingan.models.layers import PixelNorm, ScaledConv2d
+from twingan.models.domain_norm import DomainBatchNorm2d, DomainNorm2d
+from twingan.models.layers import ScaledConv2d
 
 
-def domain_norm(cfg: ModelConfig, channels: int, conditioned: bool = False) -> DomainBatchNorm2d:
-    """The generator's (``conditioned``) norms keep a second statistics set for generation from noise."""
+def domain_norm(cfg: ModelConfig, channels: int, conditioned: bool = False) -> DomainBatchNorm2d | DomainNorm2d:
+    """The generator's (``conditioned``) batch norms keep a second statistics set for generation from noise."""
+    if cfg.norm != "batch":
+        return DomainNorm2d(channels, cfg.num_domains, cfg.norm)
     return DomainBatchNorm2d(
         channels,
         cfg.num_domains,
@@ -46,7 +53,7 @@ def _modulation(cfg: ModelConfig, channels: int, conditioned: bool) -> NormModul
 
 
 class ConvNormAct(nn.Module):
-    """Conv -> DomainBatchNorm2d -> LeakyReLU -> PixelNorm (TwinGAN's encoder/generator unit).
+    """Conv -> per-domain norm (``model.norm``) -> LeakyReLU (TwinGAN's encoder/generator unit).
 
     ``conditioned`` units (the generator's) accept a condition vector that modulates the norm.
     """
@@ -60,7 +67,6 @@ class ConvNormAct(nn.Module):
         )
         self.norm = domain_norm(cfg, out_channels, conditioned)
         self.modulation = _modulation(cfg, out_channels, conditioned)
-        self.pixel_norm = PixelNorm()
         self.slope = cfg.leaky_slope
 
     def forward(
@@ -68,7 +74,7 @@ class ConvNormAct(nn.Module):
     ) -> torch.Tensor:
         mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
         x = self.norm(self.conv(x), domain, mod, stat_set)
-        return self.pixel_norm(F.leaky_relu(x, self.slope))
+        return F.leaky_relu(x, self.slope)
 
 
 class DoubleConv(nn.Module):
@@ -88,19 +94,14 @@ class DoubleConv(nn.Module):
 
 
 class ToRGB(nn.Module):
-    """1x1 conv to RGB followed by a domain norm, so each domain keeps its own colour statistics."""
+    """A shared 1x1 conv (with bias) to RGB: a domain's colours come from its hidden layers' norms."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int, conditioned: bool = False) -> None:
+    def __init__(self, cfg: ModelConfig, in_channels: int) -> None:
         super().__init__()
-        self.conv = ScaledConv2d(in_channels, 3, 1, equalized=cfg.equalized_lr, gain=1.0, bias=False)
-        self.norm = domain_norm(cfg, 3, conditioned)
-        self.modulation = _modulation(cfg, 3, conditioned)
+        self.conv = ScaledConv2d(in_channels, 3, 1, equalized=cfg.equalized_lr, gain=1.0)
 
-    def forward(
-        self, x: torch.Tensor, domain: int, cond: torch.Tensor | None = None, stat_set: int = 0
-    ) -> torch.Tensor:
-        mod = self.modulation(cond) if cond is not None and self.modulation is not None else None
-        return self.norm(self.conv(x), domain, mod, stat_set)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
 
 
 class ProgressiveMixin:

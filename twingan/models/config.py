@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from twingan.models.attributes import AttributeSchema
+from twingan.models.domain_norm import NORM_KINDS
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class ModelConfig:
     fmap_base: int = 1024
     d_max_channels: int | None = None
     equalized_lr: bool = False
+    norm: str = "affine"
     batch_renorm: bool = False
     renorm_rmax: float = 3.0
     renorm_dmax: float = 5.0
@@ -44,6 +46,11 @@ class ModelConfig:
             raise ValueError(f"model.domains must be distinct names, got {list(self.domains)}")
         if self.resolution < 4 or not _is_power_of_two(self.resolution):
             raise ValueError(f"model.resolution must be a power of two >= 4, got {self.resolution}")
+        if self.norm not in NORM_KINDS:
+            raise ValueError(f"model.norm must be one of {', '.join(NORM_KINDS)}, got {self.norm!r}")
+        if self.norm != "batch" and (self.batch_renorm or self.sync_bn):
+            setting = "batch_renorm" if self.batch_renorm else "sync_bn"
+            raise ValueError(f"model.{setting} applies to batch normalisation only; set model.norm=batch with it")
         if self.max_channels < 1 or self.fmap_base < 1:
             raise ValueError("model.max_channels and model.fmap_base must be positive")
         for name in ("noise_dim", "style_dim"):

@@ -1,9 +1,22 @@
-"""Domain-specific batch normalisation: the only place where TwinGAN's domains differ.
+"""Per-domain normalisation: the only place where TwinGAN's domains differ.
 
-Convolution kernels are shared by all domains; this layer keeps, per domain,
-its own affine parameters (gamma, beta) AND its own running statistics. The
-domain of a forward pass selects which set is used and updated; the others are
-untouched (no gradient, no running-stat update).
+Convolution kernels are shared by all domains; a domain norm layer keeps, per
+domain, its own affine parameters (gamma, beta) and, for batch normalisation,
+its own running statistics. The domain of a forward pass selects which set is
+used and updated; the others are untouched (no gradient, no running-stat update).
+
+Which statistics normalise the activations is ``model.norm``:
+
+* ``affine`` (the default): no statistics, only the per-domain gamma and beta;
+* ``layer``: over each image's channels and space together (keeps the relative
+  level of the channels, e.g. an image's colour cast);
+* ``batch``: over the batch and space, with running statistics for inference (the
+  original TwinGAN's choice, optionally batch-renormalised).
+
+``affine`` and ``layer`` keep no running statistics, so a forward pass means the
+same in training and inference and never depends on the rest of the batch. An
+instance norm is not offered: it makes every layer blind to a shift of the whole
+image's colours, so a translation cannot keep them (measured in BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -11,6 +24,38 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
+
+NORM_KINDS = ("affine", "layer", "batch")
+
+
+class DomainNorm2d(nn.Module):
+    """One (gamma, beta) per domain, over no statistics (``affine``) or each image's own (``layer``)."""
+
+    def __init__(self, num_features: int, num_domains: int, kind: str = "affine", eps: float = 1e-5) -> None:
+        super().__init__()
+        if kind not in ("affine", "layer"):
+            raise ValueError(f"a per-image domain norm is 'affine' or 'layer', got {kind!r}")
+        self.kind = kind
+        self.num_features = num_features
+        self.num_domains = num_domains
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_domains, num_features))
+        self.bias = nn.Parameter(torch.zeros(num_domains, num_features))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, domains={self.num_domains}, kind={self.kind}"
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        domain: int,
+        modulation: tuple[torch.Tensor, torch.Tensor] | None = None,
+        stat_set: int = 0,
+    ) -> torch.Tensor:
+        """Normalise ``x`` and apply ``domain``'s gamma and beta (plus ``modulation`` offsets, each (N, C))."""
+        _check_domain(domain, self.num_domains)
+        x_hat = F.layer_norm(x, x.shape[1:], eps=self.eps) if self.kind == "layer" else x
+        return _affine(x_hat, self.weight[domain], self.bias[domain], modulation).to(x.dtype)
 
 
 class DomainBatchNorm2d(nn.Module):
@@ -47,6 +92,7 @@ class DomainBatchNorm2d(nn.Module):
         super().__init__()
         if stat_sets < 1:
             raise ValueError(f"stat_sets must be >= 1, got {stat_sets}")
+        self.kind = "batch"
         self.stat_sets = stat_sets
         self.num_features = num_features
         self.num_domains = num_domains
@@ -77,17 +123,13 @@ class DomainBatchNorm2d(nn.Module):
         domain's gamma and beta (gamma_d + dgamma, beta_d + dbeta), which is how a style
         code or an attribute vector conditions the generator.
         """
-        if not 0 <= domain < self.num_domains:
-            raise IndexError(f"domain index {domain} out of range for {self.num_domains} domains")
+        _check_domain(domain, self.num_domains)
         if not 0 <= stat_set < self.stat_sets:
             raise IndexError(f"statistics set {stat_set} out of range for {self.stat_sets} sets")
         slot = stat_set * self.num_domains + domain
         if modulation is not None:
-            dgamma, dbeta = modulation
             x_hat = self._normalise(x, slot, None, None)
-            gamma = self.weight[domain][None, :] + dgamma
-            beta = self.bias[domain][None, :] + dbeta
-            return (x_hat * gamma[:, :, None, None] + beta[:, :, None, None]).to(x.dtype)
+            return _affine(x_hat, self.weight[domain], self.bias[domain], modulation).to(x.dtype)
         return self._normalise(x, slot, self.weight[domain], self.bias[domain])
 
     def _normalise(
@@ -136,3 +178,21 @@ class DomainBatchNorm2d(nn.Module):
         if gamma is not None and beta is not None:
             x_hat = x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
         return x_hat.to(x.dtype)
+
+
+def _check_domain(domain: int, num_domains: int) -> None:
+    if not 0 <= domain < num_domains:
+        raise IndexError(f"domain index {domain} out of range for {num_domains} domains")
+
+
+def _affine(
+    x_hat: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+    modulation: tuple[torch.Tensor, torch.Tensor] | None,
+) -> torch.Tensor:
+    """x_hat * gamma + beta, per channel; with ``modulation`` per sample: (gamma + dgamma), (beta + dbeta)."""
+    if modulation is None:
+        return x_hat * gamma[None, :, None, None] + beta[None, :, None, None]
+    dgamma, dbeta = modulation
+    g = gamma[None, :] + dgamma
+    b = beta[None, :] + dbeta
+    return x_hat * g[:, :, None, None] + b[:, :, None, None]

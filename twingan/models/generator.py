@@ -47,11 +47,11 @@ class Generator(ProgressiveMixin, nn.Module):
         self.to_rgb = nn.ModuleDict()
         self.cond_dim = cfg.cond_dim
         self.blocks["4"] = DoubleConv(cfg, c4, c4, c4, conditioned=True)
-        self.to_rgb["4"] = ToRGB(cfg, c4, conditioned=True)
+        self.to_rgb["4"] = ToRGB(cfg, c4)
         for res in cfg.resolutions[1:]:
             prev, skip = cfg.channels(res // 2), cfg.channels(res // 2)
             self.blocks[str(res)] = GeneratorBlock(cfg, prev, skip, cfg.channels(res))
-            self.to_rgb[str(res)] = ToRGB(cfg, cfg.channels(res), conditioned=True)
+            self.to_rgb[str(res)] = ToRGB(cfg, cfg.channels(res))
         self.set_progress(cfg.resolution, 1.0)
 
     def forward(
@@ -81,8 +81,8 @@ class Generator(ProgressiveMixin, nn.Module):
             res *= 2
             prev = h
             h = self.blocks[str(res)](h, None if skips is None else skips[res], domain, cond, stat_set)
-        image = self.to_rgb[str(res)](h, domain, cond, stat_set)
+        image = self.to_rgb[str(res)](h)
         if res > 4 and self.alpha < 1.0:
-            old = upsample2x(self.to_rgb[str(res // 2)](prev, domain, cond, stat_set))
+            old = upsample2x(self.to_rgb[str(res // 2)](prev))
             image = torch.lerp(old, image, self.alpha)
         return image

@@ -38,6 +38,9 @@ class TwinGAN(nn.Module):
         self.mapping = MappingNetwork(cfg) if cfg.noise_dim > 0 else None
         self.style_encoder = StyleEncoder(cfg) if cfg.style_dim > 0 else None
         self.attribute_schema = AttributeSchema(cfg.attributes)
+        latent_shape = (cfg.num_domains, self.encoder.latent_channels, 4, 4)
+        self.register_buffer("latent_mean", torch.zeros(latent_shape))
+        self.register_buffer("latent_std", torch.ones(latent_shape))
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -140,12 +143,30 @@ class TwinGAN(nn.Module):
     def reconstruct(self, x: torch.Tensor, domain: Domain) -> torch.Tensor:
         return self.translate(x, domain, domain)
 
-    def embed(self, x: torch.Tensor, domain: Domain, kind: EmbeddingKind = "full") -> torch.Tensor:
-        """L2-normalised embedding of the 4x4 latent (for cosine search).
+    def set_latent_statistics(self, domain: Domain, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the mean and standard deviation (each (C, 4, 4)) of ``domain``'s latents over its real images.
 
-        ``full``: the flattened latent (C*16 values); ``pooled``: its spatial mean (C values).
+        :meth:`embed` standardises a latent with its own domain's statistics, so that what the
+        domains share is compared, not each domain's average latent (which would dominate the cosine).
         """
-        latent, _ = self.encode(x, domain)
+        d = self.domain_index(domain)
+        if mean.shape != self.latent_mean.shape[1:] or std.shape != self.latent_std.shape[1:]:
+            raise ValueError(f"latent statistics must have shape {tuple(self.latent_mean.shape[1:])}, got "
+                             f"{tuple(mean.shape)} and {tuple(std.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all() and (std > 0).all()):
+            raise ValueError("latent statistics must be finite with a positive standard deviation")
+        self.latent_mean[d].copy_(mean)
+        self.latent_std[d].copy_(std)
+
+    def embed(self, x: torch.Tensor, domain: Domain, kind: EmbeddingKind = "full") -> torch.Tensor:
+        """L2-normalised embedding of the 4x4 latent (for cosine search), standardised with the domain's
+        latent statistics (see :meth:`set_latent_statistics`).
+
+        ``full``: the flattened standardised latent (C*16 values); ``pooled``: its spatial mean (C values).
+        """
+        d = self.domain_index(domain)
+        latent, _ = self.encode(x, d)
+        latent = (latent - self.latent_mean[d]) / self.latent_std[d]
         if kind == "full":
             vec = latent.flatten(1)
         elif kind == "pooled":
