@@ -131,8 +131,68 @@ def test_reconstruction_loss_is_l1_of_the_round_trip():
     cfg = ModelConfig(domains=("a", "b"), resolution=8, max_channels=8, fmap_base=32)
     model, discs = TwinGAN(cfg), Discriminators(cfg)
     reals = [torch.randn(2, 3, 8, 8), torch.randn(2, 3, 8, 8)]
-    weights = LossWeights(reconstruction=1.0, adversarial=0.0, semantic=0.0, cycle=0.0)
+    weights = LossWeights(reconstruction=1.0, adversarial=0.0, semantic=0.0, semantic_contrast=0.0, cycle=0.0)
     total, logs = TranslationLosses(build_objective("hinge"), weights).generator_loss(model, discs, reals)
     expected = torch.stack([(model.reconstruct(x, d) - x).abs().mean() for d, x in enumerate(reals)]).mean()
     torch.testing.assert_close(logs["g_recon"], expected)
     torch.testing.assert_close(total, expected)
+
+
+@pytest.mark.parametrize("name", ["dragan", "wgan-gp", "ns-r1"])
+def test_lazy_penalty_scale_skips_or_multiplies_the_penalty(name):
+    critic, real, fake = TanhCritic(12, seed=6), _images(8), _images(9)
+    obj = build_objective(name)
+    full, logs = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2))
+    skipped, skipped_logs = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=0)
+    fourfold, _ = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=4)
+    assert "gp" in logs and "gp" not in skipped_logs
+    torch.testing.assert_close(fourfold - skipped, 4 * (full - skipped), rtol=1e-12, atol=1e-12)
+    assert (full - skipped).abs() > 1e-6
+    generator = torch.Generator().manual_seed(5)
+    obj.discriminator_loss(critic, real, fake, generator, penalty_scale=0)
+    assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())  # nothing drawn
+
+
+def test_latent_contrast_matches_a_per_row_softmax_in_float64():
+    from twingan.losses.translation import latent_contrast
+
+    g = torch.Generator().manual_seed(3)
+    a, b = torch.randn(5, 4, 4, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, 4, 4, generator=g, dtype=torch.float64)
+    tau = 0.1
+
+    def rows(x):
+        flat = (x - x.mean(dim=0)).reshape(len(x), -1)
+        return [v / math.sqrt(float((v * v).sum())) for v in flat]
+
+    ra, rb = rows(a), rows(b)
+    total = 0.0
+    for i in range(5):
+        sims_ab = [float((ra[i] * rb[j]).sum()) / tau for j in range(5)]
+        sims_ba = [float((rb[i] * ra[j]).sum()) / tau for j in range(5)]
+        for sims in (sims_ab, sims_ba):
+            total += -sims[i] + math.log(sum(math.exp(s) for s in sims))
+    expected = total / 10
+    assert math.isclose(latent_contrast(a, b, tau).item(), expected, rel_tol=1e-6)
+    same = latent_contrast(a, a + 1e-3 * b, tau)
+    assert same < latent_contrast(a, b, tau)  # a set that identifies its sources scores lower
+
+
+def test_generator_step_renders_what_the_discriminator_step_would():
+    torch.manual_seed(2)
+    cfg = ModelConfig(domains=("a", "b", "c"), resolution=8, max_channels=8, fmap_base=32, noise_dim=4)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    losses = TranslationLosses(build_objective("hinge"), LossWeights(recon_adversarial_from=8))
+    reals = [torch.randn(3, 3, 8, 8) for _ in range(3)]
+    from twingan.losses import draw_inputs
+
+    inputs = draw_inputs(model, reals, None, torch.Generator().manual_seed(0))
+    _, _, rendered = losses.generator_step(model, discs, inputs)
+    again = losses._render_for_discriminators(model, inputs)
+    assert [len(r) for r in rendered] == [len(r) for r in again] == [4, 4, 4]  # 2 translations, recon, generation
+    for mine, theirs in zip(rendered, again):
+        for x, y in zip(mine, theirs):
+            assert not x.requires_grad
+            torch.testing.assert_close(x, y, rtol=0, atol=1e-6)
+    with_rendered, _ = losses.discriminator_loss(model, discs, inputs, rendered=rendered)
+    without, _ = losses.discriminator_loss(model, discs, inputs)
+    torch.testing.assert_close(with_rendered, without, rtol=0, atol=1e-6)

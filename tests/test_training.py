@@ -111,15 +111,15 @@ def test_exact_resume_after_sigkill(synthetic_root, tmp_path):
 
 def poison_generator_loss(monkeypatch, is_poisoned):
     """Make the generator loss NaN on the calls (counted from 1) for which ``is_poisoned(call)`` is true."""
-    original = TranslationLosses.generator_loss
+    original = TranslationLosses.generator_step
     calls = {"n": 0}
 
     def patched(self, model, discs, reals):
-        total, logs = original(self, model, discs, reals)
+        total, logs, rendered = original(self, model, discs, reals)
         calls["n"] += 1
-        return (total * float("nan"), logs) if is_poisoned(calls["n"]) else (total, logs)
+        return (total * float("nan") if is_poisoned(calls["n"]) else total), logs, rendered
 
-    monkeypatch.setattr(TranslationLosses, "generator_loss", patched)
+    monkeypatch.setattr(TranslationLosses, "generator_step", patched)
 
 
 def test_nan_loss_stops_without_writing_a_poisoned_checkpoint(synthetic_root, tmp_path, monkeypatch):
@@ -147,7 +147,8 @@ def test_ddp_two_processes_on_gloo_stay_identical_and_resume(synthetic_root, tmp
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-            "-m", "twingan", "train", *tiny_run_overrides(synthetic_root, run_dir, "device=cpu", "model.sync_bn=true")]
+            "-m", "twingan", "train", *tiny_run_overrides(synthetic_root, run_dir, "device=cpu", "model.norm=batch",
+                                                        "model.sync_bn=true")]
     first = subprocess.run([*base, "train.max_images=16"], env=env, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     second = subprocess.run([*base, "resume=auto"], env=env, capture_output=True, text=True, timeout=600)

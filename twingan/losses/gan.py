@@ -4,6 +4,10 @@ Each objective gives the discriminator loss for (real, fake) batches, including
 its gradient penalty, and the generator's adversarial loss for fake logits.
 Penalty points are sampled by ``penalty_points`` (with an optional
 ``torch.Generator``) separately from the penalty itself, so both can be checked.
+``penalty_scale`` multiplies the penalty term: 0 skips it (no points drawn, no
+double backward), N applies it N times as strongly, which is how lazy
+regularisation (the penalty every N steps, as StyleGAN2 does for R1) keeps its
+average strength.
 """
 from __future__ import annotations
 
@@ -33,9 +37,11 @@ class GANObjective(ABC):
 
     @abstractmethod
     def discriminator_loss(
-        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
+        penalty_scale: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss to minimise for the discriminator, and its parts for logging."""
+        """Loss to minimise for the discriminator, and its parts for logging (objectives without a
+        penalty ignore ``penalty_scale``)."""
 
     @abstractmethod
     def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -47,7 +53,7 @@ class NonSaturating(GANObjective):
 
     name = "nonsaturating"
 
-    def discriminator_loss(self, critic, real, fake, generator=None):
+    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
         real_logits, fake_logits = critic(real), critic(fake)
         loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
         return loss, {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
@@ -76,11 +82,13 @@ class Dragan(NonSaturating):
     def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
         return (gradient_norms(critic, points) - 1.0).pow(2).mean()
 
-    def discriminator_loss(self, critic, real, fake, generator=None):
+    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
         loss, logs = super().discriminator_loss(critic, real, fake)
+        if not penalty_scale:
+            return loss, logs
         gp = self.penalty(critic, self.penalty_points(real, generator))
         logs["gp"] = gp.detach()
-        return loss + self.weight * gp, logs
+        return loss + penalty_scale * self.weight * gp, logs
 
 
 class WganGp(GANObjective):
@@ -101,11 +109,15 @@ class WganGp(GANObjective):
     def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
         return (gradient_norms(critic, points) - 1.0).pow(2).mean()
 
-    def discriminator_loss(self, critic, real, fake, generator=None):
+    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
         real_logits, fake_logits = critic(real), critic(fake)
+        loss = fake_logits.mean() - real_logits.mean() + self.drift * real_logits.pow(2).mean()
+        logs = {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
+        if not penalty_scale:
+            return loss, logs
         gp = self.penalty(critic, self.penalty_points(real, fake, generator))
-        loss = fake_logits.mean() - real_logits.mean() + self.weight * gp + self.drift * real_logits.pow(2).mean()
-        return loss, {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach(), "gp": gp.detach()}
+        logs["gp"] = gp.detach()
+        return loss + penalty_scale * self.weight * gp, logs
 
     def generator_loss(self, fake_logits):
         return -fake_logits.mean()
@@ -114,7 +126,7 @@ class WganGp(GANObjective):
 class Hinge(GANObjective):
     name = "hinge"
 
-    def discriminator_loss(self, critic, real, fake, generator=None):
+    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
         real_logits, fake_logits = critic(real), critic(fake)
         loss = F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
         return loss, {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
@@ -134,11 +146,13 @@ class NonSaturatingR1(NonSaturating):
     def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
         return gradient_norms(critic, points).pow(2).mean()
 
-    def discriminator_loss(self, critic, real, fake, generator=None):
+    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
         loss, logs = super().discriminator_loss(critic, real, fake)
+        if not penalty_scale:
+            return loss, logs
         r1 = self.penalty(critic, real)
         logs["gp"] = r1.detach()
-        return loss + 0.5 * self.gamma * r1, logs
+        return loss + penalty_scale * 0.5 * self.gamma * r1, logs
 
 
 OBJECTIVES: dict[str, type[GANObjective]] = {

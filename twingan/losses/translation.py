@@ -49,11 +49,14 @@ from twingan.models import Discriminators, TwinGAN
 
 @dataclass(frozen=True)
 class LossWeights:
-    reconstruction: float = 1.0
+    """Weights of the loss terms; the defaults are conf/loss/default.yaml's."""
+
+    reconstruction: float = 10.0
     adversarial: float = 1.0
     adversarial_reconstruction: float = 1.0
     semantic: float = 0.1
-    cycle: float = 0.5
+    semantic_contrast: float = 1.0
+    cycle: float = 10.0
     recon_adversarial_from: int = 64
     generation: float = 1.0
     style_reconstruction: float = 1.0
@@ -63,12 +66,17 @@ class LossWeights:
 
 
 Batch = Union[StepInputs, Sequence[torch.Tensor]]
+Rendered = list[list[torch.Tensor]]
+"""``rendered[d]``: every image rendered into domain d in a step (translations, reconstructions, generations)."""
+
+_JUDGED_ORDER = ("adv", "adv_recon", "gen")
 
 _WEIGHT_OF = {
     "recon": "reconstruction",
     "adv": "adversarial",
     "adv_recon": "adversarial_reconstruction",
     "semantic": "semantic",
+    "contrast": "semantic_contrast",
     "cycle": "cycle",
     "gen": "generation",
     "style": "style_reconstruction",
@@ -76,6 +84,23 @@ _WEIGHT_OF = {
     "attr": "attribute",
     "recolour": "recolour",
 }
+
+
+CONTRAST_TEMPERATURE = 0.1
+
+
+def latent_contrast(latents: torch.Tensor, sources: torch.Tensor, temperature: float = CONTRAST_TEMPERATURE) -> torch.Tensor:
+    """InfoNCE between translations' latents and their sources' latents over the batch, both ways.
+
+    Each set is centred on its batch mean (the embedding compares latents standardised per domain), then
+    row i of one set must be most cosine-similar to row i of the other: the latent of a translation has to
+    identify its source among the batch, which is what cross-domain search asks of the shared latent.
+    """
+    a = F.normalize((latents - latents.mean(dim=0, keepdim=True)).flatten(1).float(), dim=1)
+    b = F.normalize((sources - sources.mean(dim=0, keepdim=True)).flatten(1).float(), dim=1)
+    logits = a @ b.T / temperature
+    target = torch.arange(len(a), device=a.device)
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
 
 
 class TranslationLosses:
@@ -109,13 +134,24 @@ class TranslationLosses:
     def generator_loss(
         self, model: TwinGAN, discriminators: Discriminators, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The generator side's total loss and its parts for logging."""
+        total, logs, _ = self.generator_step(model, discriminators, batch)
+        return total, logs
+
+    def generator_step(
+        self, model: TwinGAN, discriminators: Discriminators, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Rendered]:
+        """:meth:`generator_loss`, plus everything it rendered into each domain for the discriminators
+        (detached), so the discriminator step can judge the same images without rendering them again."""
         w = self.weights
         inputs = self._inputs(model, batch)
         reals, n = inputs.reals, inputs.num_domains
         use_attr = self._attributes(model)
         parts: dict[str, list[torch.Tensor]] = {key: [] for key in _WEIGHT_OF}
+        judged: dict[str, list[list[torch.Tensor]]] = {key: [[] for _ in range(n)] for key in _JUDGED_ORDER}
 
         def judge(fake: torch.Tensor, d: int, key: str, targets: torch.Tensor | None) -> None:
+            judged[key][d].append(fake.detach())
             if use_attr:
                 logits, attr_logits = discriminators.with_attributes(fake, d)
                 ce = attribute_loss(model.attribute_schema, attr_logits, targets)
@@ -158,9 +194,11 @@ class TranslationLosses:
                     targets = inputs.targets[d] if inputs.targets is not None else None
                     other = model.decode(latent_o, skips_o, d, model.condition(fake.shape[0], other_style, targets))
                     parts["diversity"].append(-F.l1_loss(fake[rows], other[rows]))
-                if w.semantic > 0 or w.cycle > 0:
+                if w.semantic > 0 or w.cycle > 0 or w.semantic_contrast > 0:
                     latent_f, skips_f = model.encode(fake, d)
                     parts["semantic"].append(F.l1_loss(latent_f, latent_o))
+                    if w.semantic_contrast > 0:
+                        parts["contrast"].append(latent_contrast(latent_f, latent_o))
                     if w.cycle > 0:
                         back = own_condition(model, reals[o].shape[0], styles[o], inputs.labels[o], rows)
                         parts["cycle"].append(F.l1_loss(model.decode(latent_f, skips_f, o, back), reals[o]))
@@ -176,7 +214,8 @@ class TranslationLosses:
                 logs[f"g_{key}"] = value.detach()
                 total = total + getattr(w, _WEIGHT_OF[key]) * value
         logs["g_total"] = total.detach()
-        return total, logs
+        rendered = [[fake for key in _JUDGED_ORDER for fake in judged[key][d]] for d in range(n)]
+        return total, logs, rendered
 
     def discriminator_loss(
         self,
@@ -184,37 +223,29 @@ class TranslationLosses:
         discriminators: Discriminators,
         batch: Batch,
         generator: torch.Generator | None = None,
+        rendered: Rendered | None = None,
+        penalty_scale: float = 1.0,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D loss for every domain: its reals against everything rendered into it.
 
         Translations into d, reconstructions (from recon_adversarial_from px) and
         generated faces; plus, with attributes, the classification of labelled reals.
+        ``rendered``: those images as :meth:`generator_step` returned them for this
+        batch; rendered here (without gradients) when None. ``penalty_scale``: see
+        :mod:`twingan.losses.gan` (0 on the steps lazy regularisation skips).
         """
         inputs = self._inputs(model, batch)
         reals, n = inputs.reals, inputs.num_domains
         if not self.has_discriminator_terms(model, n):
             raise ValueError("nothing for the discriminators to judge in this configuration")
-        with torch.no_grad():
-            encodings = [model.encode(x, d) for d, x in enumerate(reals)]
-            fakes: list[list[torch.Tensor]] = [[] for _ in range(n)]
-            for d in range(n if n > 1 else 0):
-                cond, _ = translation_condition(model, inputs, d)
-                for o in range(n):
-                    if o != d:
-                        fakes[d].append(model.decode(*encodings[o], d, cond))
-            if self._recon_adversarial(model.resolution):
-                styles = own_styles(model, reals)
-                for d in range(n):
-                    own = own_condition(model, reals[d].shape[0], styles[d], inputs.labels[d], styled_rows(inputs, d))
-                    fakes[d].append(model.decode(*encodings[d], d, own))
-            if self._generation(model):
-                for d in range(n):
-                    fakes[d].append(model.generate(inputs.noise[d], d, generation_condition(model, inputs, d)))
+        fakes = rendered if rendered is not None else self._render_for_discriminators(model, inputs)
+        if len(fakes) != n:
+            raise ValueError(f"rendered images for {len(fakes)} domains, the batch has {n}")
         losses, logs_all = [], {}
         for d, real in enumerate(reals):
             critic = functools.partial(discriminators, domain=d)
             for fake in fakes[d]:
-                loss, logs = self.objective.discriminator_loss(critic, real, fake.detach(), generator)
+                loss, logs = self.objective.discriminator_loss(critic, real, fake.detach(), generator, penalty_scale)
                 losses.append(loss)
                 for key, value in logs.items():
                     logs_all.setdefault(key, []).append(value)
@@ -233,3 +264,24 @@ class TranslationLosses:
                 total = total + self.weights.attribute * ce
         out["d_total"] = total.detach()
         return total, out
+
+    @torch.no_grad()
+    def _render_for_discriminators(self, model: TwinGAN, inputs: StepInputs) -> Rendered:
+        """What :meth:`generator_step` renders into each domain, in the same order, without gradients."""
+        reals, n = inputs.reals, inputs.num_domains
+        encodings = [model.encode(x, d) for d, x in enumerate(reals)]
+        fakes: Rendered = [[] for _ in range(n)]
+        for d in range(n if n > 1 else 0):
+            cond, _ = translation_condition(model, inputs, d)
+            for o in range(n):
+                if o != d:
+                    fakes[d].append(model.decode(*encodings[o], d, cond))
+        if self._recon_adversarial(model.resolution):
+            styles = own_styles(model, reals)
+            for d in range(n):
+                own = own_condition(model, reals[d].shape[0], styles[d], inputs.labels[d], styled_rows(inputs, d))
+                fakes[d].append(model.decode(*encodings[d], d, own))
+        if self._generation(model):
+            for d in range(n):
+                fakes[d].append(model.generate(inputs.noise[d], d, generation_condition(model, inputs, d)))
+        return fakes

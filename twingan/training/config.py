@@ -86,6 +86,8 @@ def check_choices(cfg: DictConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+    if int(cfg.loss.penalty_every) < 1:
+        raise ConfigError(f"loss.penalty_every must be >= 1, got {cfg.loss.penalty_every}")
     if int(cfg.train.d_steps) < 1:
         raise ConfigError(f"train.d_steps must be >= 1, got {cfg.train.d_steps}")
     if int(cfg.train.checkpoint.keep_last) < 1:

@@ -22,6 +22,7 @@ from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
 from twingan.training import config as config_lib
 from twingan.training import distributed as ddp
+from twingan.training.calibration import calibrate, calibration_images
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
 from twingan.training.run_folder import RunFolder, RunLogger, sample_grid
@@ -87,6 +88,7 @@ class Trainer:
         self.rollbacks = 0
         self.lr_factor = 1.0
         self.logger: RunLogger | None = None
+        self._calibrated_at: int | None = None
 
     def _label_matrices(self) -> list[np.ndarray | None] | None:
         """Attribute labels of every dataset (model.attributes set), None when the model has no attributes."""
@@ -175,6 +177,7 @@ class Trainer:
                     state.setdefault(int(idx), {})[field] = value
             opt.load_state_dict({"state": state, "param_groups": meta["optimizers"][name]})
         progress = meta["progress"]
+        self._calibrated_at = None
         self.images_seen = int(progress["images_seen"])
         self.step = int(progress["step"])
         self.rollbacks = int(meta.get("rollbacks", 0))
@@ -222,7 +225,15 @@ class Trainer:
                 log.warning("skipping unreadable checkpoint %s: %s", path, exc)
         return None
 
+    def _calibrate(self) -> None:
+        """Measure the inference statistics of the raw and EMA weights (once per image count)."""
+        if self._calibrated_at == self.images_seen:
+            return
+        calibrate((self.model, self.ema.model), calibration_images(self.datasets, self.model.resolution))
+        self._calibrated_at = self.images_seen
+
     def _save_checkpoint(self) -> Path | None:
+        self._calibrate()
         for module in (self.model, self.ema.model, self.discs):
             for name, t in module.state_dict().items():
                 if t.is_floating_point() and not torch.isfinite(t).all():
@@ -285,25 +296,27 @@ class Trainer:
                 x = x.contiguous(memory_format=torch.channels_last)
             reals.append(x)
         inputs = draw_inputs(self.model, reals, labels, self.noise_rng)
-        logs: dict[str, torch.Tensor] = {}
+        self.discs.requires_grad_(False)
+        try:
+            with self._autocast():
+                g_loss, logs, rendered = self.losses.generator_step(self.model, self.discs, inputs)
+            self._check_finite("the generator loss", g_loss)
+            self._optimise(g_loss, self.model, self.opt_g, 0)
+        finally:
+            self.discs.requires_grad_(True)
         if self.losses.has_discriminator_terms(self.model, len(reals)):
+            every = int(self.cfg.loss.penalty_every)
+            penalty_scale = float(every) if self.step % every == 0 else 0.0
             for _ in range(int(self.cfg.train.d_steps)):
                 with self._autocast():
-                    d_loss, d_logs = self.losses.discriminator_loss(self.model, self.discs, inputs, self.noise_rng)
+                    d_loss, d_logs = self.losses.discriminator_loss(
+                        self.model, self.discs, inputs, self.noise_rng, rendered=rendered, penalty_scale=penalty_scale
+                    )
                 self._check_finite("the discriminator loss", d_loss)
                 self._optimise(d_loss, self.discs, self.opt_d, 1)
                 logs.update(d_logs)
         else:
             logs["d_total"] = torch.zeros(())
-        self.discs.requires_grad_(False)
-        try:
-            with self._autocast():
-                g_loss, g_logs = self.losses.generator_loss(self.model, self.discs, inputs)
-            self._check_finite("the generator loss", g_loss)
-            self._optimise(g_loss, self.model, self.opt_g, 0)
-        finally:
-            self.discs.requires_grad_(True)
-        logs.update(g_logs)
         ddp.average_buffers(self.model, self.dist)
         return {k: float(v) for k, v in logs.items()}
 
@@ -345,6 +358,7 @@ class Trainer:
         return sample_grid(rows, n)
 
     def _write_samples(self) -> None:
+        self._calibrate()  # on every rank: the ranks' statistics stay identical
         if not self.dist.is_main:
             return
         grid = self.sample_grid()
@@ -365,7 +379,10 @@ class Trainer:
                 "logging.eval.every_images needs the synthetic paired test set (data.synthetic); "
                 "set logging.eval.every_images=0 for this dataset, or score checkpoints with `twingan eval`"
             )
-        if not self.dist.is_main or before // every == self.images_seen // every:
+        if before // every == self.images_seen // every:
+            return
+        self._calibrate()  # on every rank: the ranks' statistics stay identical
+        if not self.dist.is_main:
             return
         from twingan.metrics.evaluate import evaluate_checkpoint, log_record
 
