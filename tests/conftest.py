@@ -47,6 +47,16 @@ def synthetic_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def judged_root(tmp_path_factory) -> Path:
+    """A synthetic dataset large enough to fit the independent judges (200 pictures per style, 40 test faces, 16 px)."""
+    from twingan.data.synthetic import generate_dataset
+
+    root = tmp_path_factory.mktemp("judged")
+    generate_dataset(root, n_train=200, n_test=40, size=16, seed=3, progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_checkpoint(synthetic_root, tmp_path_factory) -> Path:
     """A real checkpoint (domains human, anime; 16 px) from a ten-step training run, shared by the suite."""
     from twingan.training import train

@@ -116,13 +116,6 @@ class TwinOracle(PixelBaseline):
         return images[style[dst]][index]
 
 
-@pytest.fixture(scope="module")
-def judged_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("judged")
-    generate_dataset(root, n_train=200, n_test=40, size=16, seed=3, progress=False)
-    return root
-
-
 def test_style_score_tells_a_translation_from_a_copy(judged_root):
     """The independent judge: copying the input scores near 0, the true renderings near its accuracy."""
     test_set = load_paired_test_set(judged_root, 16)

@@ -18,7 +18,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the source's hair colour; higher is better) and cross-domain search recall@k (higher is better), both "
         "directions. Checkpoints with a style encoder add ref_hair_acc, ref_pose_l1 and ref_pose_acc "
         "(translation in the style of another face's picture: its hair colour, the source's pose) next to noref_* "
-        "for the plain translation; checkpoints with a synthetic hair attribute add attr_hair_acc. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
+        "for the plain translation; checkpoints with a synthetic hair attribute add attr_hair_acc. Checkpoints that "
+        "draw faces from noise add, per synthetic style: gen_hair_tv and gen_eye_tv (total variation from the "
+        "training set's hair/eye colour distribution over 256 seeds), gen_distinct (share of seeds drawing a "
+        "distinct face), gen_realism (share an independent judge takes for a real face of the style), "
+        "gen_walk_max_step and gen_walk_jump (smoothness of a latent walk) and, with a hair attribute, "
+        "gen_attr_hair_acc; a one-domain generation checkpoint gets only these. With --real SRC=DIR --target "
+        "DST=DIR: FID and KID between the translations of the SRC "
         "images and the real DST images, both at the model resolution (needs the Inception weights).",
     )
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a twingan .safetensors checkpoint")

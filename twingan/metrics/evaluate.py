@@ -19,6 +19,12 @@ counterparts for the plain translation, ``attr_hair_acc``); other models' result
 are unchanged. The untrained baseline has the same parts (its zero-initialised
 modulation ignores the condition); the pixel baseline's reference-guided output
 is the reference itself (hair right, pose copied), its attribute output the input.
+A model with a mapping network (it draws faces from noise) also gets, per synthetic
+style its domains were trained on, the generation rows of
+:mod:`twingan.metrics.generation_scores` (``STYLE/gen_hair_tv``, ``gen_eye_tv``,
+``gen_distinct``, ``gen_realism``, ``gen_walk_max_step``, ``gen_walk_jump``,
+``gen_attr_hair_acc``), for the trained and the untrained model; a one-domain
+generation model gets only those.
 FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
 folder of real SRC images with a folder of real DST images. Both folders are
 centre-cropped and resized to the model resolution the way training data is,
@@ -43,6 +49,7 @@ from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
 from twingan.errors import ConfigError, DatasetError, ImageLoadError
 from twingan.metrics import compute_fid_kid
 from twingan.metrics.folder_features import list_folder_images
+from twingan.metrics.generation_scores import generation_scores
 from twingan.metrics.inception import InceptionFeatures, resolve_device, resolve_inception_path
 from twingan.metrics.paired import (
     STYLES,
@@ -133,17 +140,25 @@ def evaluate_checkpoint(
         result["systems"] = list(systems)
         result["scores"] = {name: {} for name in systems}
         if root is not None:
-            mapping = dict(style_domains) if style_domains else style_domains_from_config(train_config)
-            _check_style_domains(mapping, model)
-            test_set = load_paired_test_set(root, model.resolution)
-            parts = conditioning_parts(model)
-            for name, system in systems.items():
-                result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
-                if parts:
-                    result["scores"][name].update(
-                        conditioned_scores(conditioned_view(system), test_set, mapping, parts, batch_size=batch_size)
-                    )
-            result["synthetic"] = {"root": str(root), "test_faces": len(test_set.params), "style_domains": mapping}
+            mapping = _synthetic_mapping(style_domains, train_config, model)
+            result["synthetic"] = {"root": str(root), "test_faces": None, "style_domains": mapping}
+            if set(mapping) == set(STYLES) or model.mapping is None:
+                _check_style_domains(mapping, model)
+                test_set = load_paired_test_set(root, model.resolution)
+                parts = conditioning_parts(model)
+                for name, system in systems.items():
+                    result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
+                    if parts:
+                        result["scores"][name].update(conditioned_scores(
+                            conditioned_view(system), test_set, mapping, parts, batch_size=batch_size))
+                result["synthetic"]["test_faces"] = len(test_set.params)
+            if model.mapping is not None:
+                for name, system in systems.items():
+                    if isinstance(system, TwinGAN):
+                        for style, domain in mapping.items():
+                            _check_domain(domain, model, f"the synthetic {style!r} style")
+                            scores = generation_scores(system, root, domain, style, batch_size=batch_size)
+                            result["scores"][name].update({f"{style}/{k}": v for k, v in scores.items()})
         if wants_fid:
             extractor = inception if isinstance(inception, InceptionFeatures) else InceptionFeatures.from_path(
                 inception, device=_device_of(model), batch_size=batch_size
@@ -153,6 +168,28 @@ def evaluate_checkpoint(
                 result["scores"],
             )
     return result
+
+
+def _synthetic_mapping(
+    given: Mapping[str, str] | None, config: Mapping[str, Any], model: TwinGAN
+) -> dict[str, str]:
+    """Which model domain is each synthetic style: ``given`` (--style-domain), else read from the training config.
+
+    A model that generates may have one style only (``experiment=generate_anime``): its generation scores need no
+    paired test set. Any other model needs both styles (:func:`style_domains_from_config` says why not).
+    """
+    if given:
+        return dict(given)
+    if model.mapping is not None:
+        domains = (config.get("data") or {}).get("domains") or {}
+        found = {}
+        for style in STYLES:
+            readers = [name for name, spec in domains.items() if _reads_synthetic_style(spec, style)]
+            if len(readers) == 1 and readers[0] in model.domains:
+                found[style] = readers[0]
+        if found:
+            return found
+    return style_domains_from_config(config)
 
 
 def style_domains_from_config(config: Mapping[str, Any]) -> dict[str, str]:
@@ -257,15 +294,17 @@ def _reads_synthetic_style(spec: Any, style: str) -> bool:
     return bool(root) and Path(str(root)).parts[-2:] == ("train", style)
 
 
+def _check_domain(domain: str, model: TwinGAN, what: str) -> None:
+    if domain not in model.domains:
+        raise ConfigError(f"{what} is mapped to {domain!r}, which is not one of this model's domains "
+                          f"{list(model.domains)}")
+
+
 def _check_style_domains(mapping: Mapping[str, str], model: TwinGAN) -> None:
     if set(mapping) != set(STYLES):
         raise ConfigError(f"the style -> domain mapping needs exactly the styles {list(STYLES)}, got {sorted(mapping)}")
     for style, domain in mapping.items():
-        if domain not in model.domains:
-            raise ConfigError(
-                f"synthetic style {style!r} is mapped to {domain!r}, which is not one of this model's domains "
-                f"{list(model.domains)}"
-            )
+        _check_domain(domain, model, f"synthetic style {style!r}")
     if mapping["photo"] == mapping["anime"]:
         raise ConfigError(f"both synthetic styles map to the domain {mapping['photo']!r}; they need two domains")
 

@@ -27,19 +27,23 @@ NOISE_MAX = 0.05
 
 
 class SmallCNN(nn.Module):
-    """Three conv stages with pooling, global average, ``outputs`` logits."""
+    """Three conv stages with pooling, then ``outputs`` logits from the features' global average or, with
+    ``resolution`` given, from the whole (R/4 x R/4) feature map: where something is matters (an eye colour
+    must not be read off green hair)."""
 
-    def __init__(self, outputs: int, width: int = 16) -> None:
+    def __init__(self, outputs: int, width: int = 16, resolution: int | None = None) -> None:
         super().__init__()
+        self.spatial = resolution is not None
         self.features = nn.Sequential(
             nn.Conv2d(3, width, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
             nn.Conv2d(width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2), nn.AvgPool2d(2),
             nn.Conv2d(2 * width, 4 * width, 3, padding=1), nn.LeakyReLU(0.2),
         )
-        self.head = nn.Linear(4 * width, outputs)
+        self.head = nn.Linear(4 * width * ((resolution // 4) ** 2 if resolution else 1), outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        h = self.features(x)
+        return self.head(h.flatten(1) if self.spatial else h.mean(dim=(2, 3)))
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
@@ -73,14 +77,16 @@ def fit_small_cnn(
     batch_size: int = 64,
     lr: float = 2e-3,
     seed: int = 0,
+    spatial: bool = False,
 ) -> SmallCNN:
     """Fit a :class:`SmallCNN` on ``images`` (N, 3, R, R) and ``targets``: floats in {0, 1} with one output
-    (binary cross-entropy), class indices otherwise (cross-entropy). Each step: a batch drawn with
-    replacement, mirrored half of the time, then ``augment``-ed. Returned in eval mode without gradients."""
+    (binary cross-entropy), class indices otherwise (cross-entropy); ``spatial``: logits from the whole feature
+    map (see :class:`SmallCNN`). Each step: a batch drawn with replacement, mirrored half of the time, then
+    ``augment``-ed. Returned in eval mode without gradients."""
     rng = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = SmallCNN(outputs)
+        net = SmallCNN(outputs, resolution=images.shape[-1] if spatial else None)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
