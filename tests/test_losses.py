@@ -196,3 +196,30 @@ def test_generator_step_renders_what_the_discriminator_step_would():
     with_rendered, _ = losses.discriminator_loss(model, discs, inputs, rendered=rendered)
     without, _ = losses.discriminator_loss(model, discs, inputs)
     torch.testing.assert_close(with_rendered, without, rtol=0, atol=1e-6)
+
+
+def test_mode_seeking_is_the_inverse_mean_image_to_noise_distance_ratio_of_pairs():
+    from twingan.losses.translation import mode_seeking
+
+    g = torch.Generator().manual_seed(4)
+    images, noise = torch.randn(7, 3, 4, 4, generator=g, dtype=torch.float64), torch.randn(7, 5, generator=g, dtype=torch.float64)
+    ratios = []
+    for i in range(3):  # pairs (0, 1), (2, 3), (4, 5); the odd row out is left alone
+        image_gap = sum(abs(float(v)) for v in (images[2 * i] - images[2 * i + 1]).flatten()) / images[0].numel()
+        noise_gap = sum(abs(float(v)) for v in noise[2 * i] - noise[2 * i + 1]) / noise.shape[1]
+        ratios.append(image_gap / noise_gap)
+    assert math.isclose(mode_seeking(images, noise).item(), 1 / (sum(ratios) / 3 + 1e-5), rel_tol=1e-9)
+    collapsed = images[:1].expand_as(images)
+    assert mode_seeking(collapsed, noise) > 1e4  # one face for every noise costs the most
+
+
+def test_mode_seeking_term_trains_the_generator_of_faces_from_noise():
+    torch.manual_seed(5)
+    cfg = ModelConfig(domains=("anime",), resolution=8, max_channels=8, fmap_base=32, noise_dim=4)
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    losses = TranslationLosses(build_objective("nonsaturating"), LossWeights(reconstruction=0, mode_seeking=2.0))
+    total, logs = losses.generator_loss(model, discs, [torch.randn(4, 3, 8, 8)])
+    assert logs["g_mode_seeking"] > 0
+    torch.testing.assert_close(logs["g_total"], logs["g_gen"] + 2.0 * logs["g_mode_seeking"])
+    total.backward()
+    assert model.mapping.net[0].weight.grad.abs().sum() > 0

@@ -59,6 +59,7 @@ class LossWeights:
     cycle: float = 10.0
     recon_adversarial_from: int = 64
     generation: float = 1.0
+    mode_seeking: float = 0.0
     style_reconstruction: float = 1.0
     style_diversity: float = 0.5
     attribute: float = 1.0
@@ -79,6 +80,7 @@ _WEIGHT_OF = {
     "contrast": "semantic_contrast",
     "cycle": "cycle",
     "gen": "generation",
+    "mode_seeking": "mode_seeking",
     "style": "style_reconstruction",
     "diversity": "style_diversity",
     "attr": "attribute",
@@ -87,6 +89,22 @@ _WEIGHT_OF = {
 
 
 CONTRAST_TEMPERATURE = 0.1
+
+
+def mode_seeking(images: torch.Tensor, noise: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """Mode-seeking term of MSGAN (Mao et al. 2019) over the batch's consecutive pairs.
+
+    The ratio of the images' mean absolute difference to their noises' grows when two
+    noises draw two different faces; its inverse is minimised, so noise that a collapsed
+    generator maps to one face costs more the closer the faces are.
+    """
+    half = images.shape[0] // 2
+    if half == 0:
+        return images.new_zeros(())
+    a, b = images[: 2 * half : 2], images[1 : 2 * half : 2]
+    za, zb = noise[: 2 * half : 2], noise[1 : 2 * half : 2]
+    ratio = (a - b).abs().flatten(1).mean(1) / (za - zb).abs().mean(1).clamp_min(eps)
+    return 1.0 / (ratio.mean() + eps)
 
 
 def latent_contrast(latents: torch.Tensor, sources: torch.Tensor, temperature: float = CONTRAST_TEMPERATURE) -> torch.Tensor:
@@ -206,6 +224,8 @@ class TranslationLosses:
             for d in range(n):
                 generated = model.generate(inputs.noise[d], d, generation_condition(model, inputs, d))
                 judge(generated, d, "gen", classification_targets(inputs, None, d))
+                if w.mode_seeking > 0:
+                    parts["mode_seeking"].append(mode_seeking(generated, inputs.noise[d]))
         total = reals[0].new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         for key, values in parts.items():
