@@ -49,6 +49,9 @@ def test_judges_and_threshold_on_real_faces(judged_root):
     threshold = distinct_threshold(faces.images)
     assert threshold > 0
     assert distinct_share(faces.images, threshold) == 1.0
+    jitter = torch.randn(64, *faces.images.shape[1:], generator=torch.Generator().manual_seed(0)) * 0.02
+    four_faces = faces.images[:4].repeat(16, 1, 1, 1) + jitter  # a generator collapsed to four faces, jittered
+    assert distinct_share(four_faces, threshold) == 4 / 64
     test_set = load_paired_test_set(judged_root, 16)
     hair = hair_colours_of(test_set.images["anime"], "anime")
     assert (hair == np.array([p.hair_colour_index for p in test_set.params])).mean() >= 0.95
