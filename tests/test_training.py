@@ -143,6 +143,35 @@ def test_nan_rollback_policy_recovers(synthetic_root, tmp_path, monkeypatch):
     assert meta["rollbacks"] == 1 and meta["lr_factor"] == 0.5 and meta["progress"]["images_seen"] == 40
 
 
+def test_every_rollback_of_a_run_counts_and_compounds_the_learning_rate_factor(synthetic_root, tmp_path, monkeypatch):
+    poison_generator_loss(monkeypatch, lambda call: call in (4, 5))  # the retry diverges too
+    run_dir = tmp_path / "run"
+    final = train(tiny_run_overrides(synthetic_root, run_dir, "train.nan_policy=rollback"))
+    meta = read_meta(final)
+    assert meta["rollbacks"] == 2 and meta["lr_factor"] == 0.25 and meta["progress"]["images_seen"] == 40
+    assert [g["lr"] for g in meta["optimizers"]["g"]] == [pytest.approx(1e-3 * 0.25)]
+    events = [r for r in read_log(run_dir) if r.get("event") == "non-finite loss"]
+    assert len(events) == 2
+
+
+def test_diverging_run_gives_up_after_max_rollbacks_with_one_line(synthetic_root, tmp_path):
+    """A learning rate so large that every retry diverges: the run stops after train.max_rollbacks rollbacks."""
+    run_dir = tmp_path / "run"
+    overrides = tiny_run_overrides(synthetic_root, run_dir, "train.optimizer.lr=8000", "train.nan_policy=rollback",
+                                   "train.max_rollbacks=2", "train.checkpoint.every_images=4")
+    done = subprocess.run([sys.executable, "-m", "twingan", "train", *overrides], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert lines[-1].startswith("twingan train: error: training diverged") and "after 2 rollbacks" in lines[-1]
+    retries = [line.split("; ", 1)[1] for line in lines if " of at most 2: back to " in line]
+    assert [r.split(":")[0] for r in retries] == ["rollback 1 of at most 2", "rollback 2 of at most 2"]
+    assert [r.rsplit("learning rate ", 1)[1] for r in retries] == ["x0.5", "x0.25"]
+    events = [r for r in read_log(run_dir) if r.get("event") == "non-finite loss"]
+    assert len(events) == 3
+
+
 def test_ddp_two_processes_on_gloo_stay_identical_and_resume(synthetic_root, tmp_path):
     run_dir = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

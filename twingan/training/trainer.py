@@ -490,22 +490,35 @@ class Trainer:
             raise TrainingDiverged(f"ranks hold different weights at {self.images_seen} images; stopping")
 
     def _handle_divergence(self, message: str, last_path: Path | None) -> Path | None:
+        """Stop, or reload the last checkpoint with a lower learning rate (``train.nan_policy=rollback``).
+
+        The rollback count and the learning-rate factor belong to the run, not to the checkpoint rolled back
+        to: they carry over the reload, so every rollback counts against ``train.max_rollbacks``, the factor
+        compounds, and each retry draws fresh noise and augmentation.
+        """
         policy = str(self.cfg.train.nan_policy)
         if self.logger:
             self.logger.log({"images": self.images_seen, "step": self.step, "event": "non-finite loss", "detail": message})
-        if policy == "stop" or last_path is None or self.rollbacks >= int(self.cfg.train.max_rollbacks):
+        limit = int(self.cfg.train.max_rollbacks)
+        if policy == "stop" or last_path is None or self.rollbacks >= limit:
             where = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was written"
+            if policy == "rollback" and last_path is not None:
+                advice = (f"gave up after {self.rollbacks} rollbacks (train.max_rollbacks={limit}, learning rate "
+                          f"x{self.lr_factor:g}). Lower train.optimizer.lr or set train.grad_clip")
+            else:
+                advice = "Lower train.optimizer.lr, set train.grad_clip, or use train.nan_policy=rollback"
             raise TrainingDiverged(
-                f"training diverged: {message}; {where}. No checkpoint was written after the failure. "
-                "Lower train.optimizer.lr, set train.grad_clip, or use train.nan_policy=rollback."
+                f"training diverged: {message}; {where}. No checkpoint was written after the failure; {advice}."
             )
+        rollbacks = self.rollbacks + 1
+        lr_factor = self.lr_factor * float(self.cfg.train.rollback_lr_factor)
         self._load_state(last_path)
-        self.rollbacks += 1
-        self.lr_factor *= float(self.cfg.train.rollback_lr_factor)
+        self.rollbacks, self.lr_factor = rollbacks, lr_factor
         self._apply_lr_factor()
         self.noise_rng.manual_seed(self._rank_seed(2) + 7919 * self.rollbacks)
         self.aug_rng.manual_seed(self._rank_seed(1) + 7919 * self.rollbacks)
-        log.warning("%s; rolled back to %s with learning rate x%g", message, last_path, self.lr_factor)
+        log.warning("%s; rollback %d of at most %d: back to %s with learning rate x%g", message, self.rollbacks,
+                    limit, last_path, self.lr_factor)
         return last_path
 
 
