@@ -83,6 +83,23 @@ def test_existing_run_folder_needs_resume(synthetic_root, tmp_path):
         train(tiny_run_overrides(synthetic_root, run_dir))
 
 
+def test_resume_applies_a_changed_learning_rate_and_refuses_a_changed_schedule(synthetic_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(tiny_run_overrides(synthetic_root, run_dir, "train.max_images=16"))
+    resumed = tiny_run_overrides(synthetic_root, run_dir, "resume=auto", "train.max_images=24")
+    for changed, key in (("train.schedule.fade_images=16", "train.schedule.fade_images=16"),
+                         ("loss.weights.cycle=1", "loss.weights.cycle=1"), ("seed=3", "seed=3")):
+        assert main(["train", *resumed, changed]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"twingan train: error: {key} differs from the run being resumed")
+    final = train([*resumed, "train.optimizer.lr=0.25", "train.ema.half_life_images=50"])
+    meta = read_meta(final)
+    assert meta["progress"]["images_seen"] == 24
+    assert [g["lr"] for g in meta["optimizers"]["g"] + meta["optimizers"]["d"]] == [0.25, 0.25]
+    assert meta["config"]["train"]["optimizer"]["lr"] == 0.25
+    assert "lr: 0.25" in (run_dir / "config.yaml").read_text()
+
+
 def _final_tensors(run_dir):
     final = sorted((Path(run_dir) / "checkpoints").glob("ckpt-*.safetensors"))[-1]
     return final.name, load_tensors(final)

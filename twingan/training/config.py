@@ -1,8 +1,9 @@
 """Training configuration: Hydra composition of conf/, and its translation into typed objects."""
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
@@ -96,3 +97,50 @@ def check_choices(cfg: DictConfig) -> None:
         raise ConfigError(f"logging.every_steps must be >= 1, got {cfg.logging.every_steps}")
     if not cfg.data.domains:
         raise ConfigError("data.domains is empty: name at least one dataset per domain")
+
+
+RESUME_APPLIES = (
+    "name", "run_dir", "resume", "device",
+    "train.optimizer.*", "train.ema.*", "train.checkpoint.*", "train.max_images", "train.nan_policy",
+    "train.rollback_lr_factor", "train.max_rollbacks", "train.grad_clip", "train.precision", "train.channels_last",
+    "train.cpu_threads", "logging.*", "data.num_workers", "data.synthetic.root", "data.domains.*.root",
+    "data.domains.*.cache",
+)
+"""Settings a resumed run may change: they are applied from the resume on (patterns over dotted keys).
+Everything else (model, losses, schedule, datasets, augmentation, seed) decides what the checkpoint's
+weights, optimiser state and data position mean, so a resume refuses to change it."""
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted key: leaf value}; keys are strings (JSON turns integer keys into strings)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def resume_changes(recorded: Mapping[str, Any], cfg: DictConfig, source: str) -> list[str]:
+    """The settings of ``cfg`` that differ from the ``recorded`` config of the checkpoint being resumed.
+
+    Returns "key: old -> new" for each change a resume applies (see RESUME_APPLIES); raises ConfigError
+    naming the first setting that a resume cannot change.
+    """
+    old, new = flatten(recorded), flatten(config_to_dict(cfg))
+    applied = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if before == after:
+            continue
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUME_APPLIES):
+            applied.append(f"{key}: {before} -> {after}")
+            continue
+        raise ConfigError(
+            f"{key}={after} differs from the run being resumed ({key}={before} in {source}); a resumed run keeps "
+            "its model, losses, schedule, data and seed. Drop the override to continue the run, or train a new "
+            "run (another run_dir or name)"
+        )
+    return applied

@@ -321,10 +321,17 @@ class Trainer:
         return {k: float(v) for k, v in logs.items()}
 
     def _apply_lr_factor(self) -> None:
-        base = float(self.cfg.train.optimizer.lr)
+        """The configured optimiser settings, the learning rate scaled by the run's rollback factor.
+
+        Called after every checkpoint load: a resume applies a changed train.optimizer setting instead of the
+        values stored in the checkpoint's optimiser state.
+        """
+        opt_cfg = self.cfg.train.optimizer
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] = base * self.lr_factor
+                group["lr"] = float(opt_cfg.lr) * self.lr_factor
+                group["betas"] = tuple(float(b) for b in opt_cfg.betas)
+                group["eps"] = float(opt_cfg.eps)
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
@@ -406,12 +413,16 @@ class Trainer:
 
     def _run(self) -> Path:
         resume_path = self._find_resume()
+        if resume_path is not None:
+            for change in config_lib.resume_changes(read_meta(resume_path).get("config", {}), self.cfg, str(resume_path)):
+                log.info("resumed with a changed setting, applied from here on: %s", change)
         if self.dist.is_main:
             self.folder.create()
             self.folder.save_config(self.cfg)
         ddp.barrier(self.dist)
         if resume_path is not None:
             self._load_state(resume_path)
+            self._apply_lr_factor()
             log.info("resumed from %s at %d images", resume_path, self.images_seen)
         if self.dist.is_main:
             self.folder.remove_stale_temporaries()
