@@ -62,11 +62,43 @@ def test_config_overrides_and_errors(tmp_path):
     assert cfg.name == "demo" and cfg.train.schedule.final_resolution == cfg.model.resolution
     with pytest.raises(ConfigError, match="data.domains.human.root"):
         compose_config(["experiment=selfie2anime"])
-    with pytest.raises(ConfigError, match="bad configuration override"):
+    with pytest.raises(ConfigError, match="unknown setting model.no_such_key"):
         compose_config(["model.no_such_key=1"])
     three = compose_config(["experiment=three_domains", "data.domains.human.root=a", "data.domains.anime.root=b",
                             "data.domains.cat.root=c"])
     assert list(three.data.domains) == ["human", "anime", "cat"] and three.model.resolution == 128
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.optimizer.lr=-1", "train.optimizer.lr=-1 is out of range: it must be > 0"),
+    ("train.optimizer.lr=fast", "train.optimizer.lr=fast: expected a number; e.g. train.optimizer.lr=0.001"),
+    ("seed=abc", "seed=abc: expected an integer; e.g. seed=0"),
+    ("model.resolution=abc", "model.resolution=abc: expected an integer; e.g. model.resolution=32"),
+    ("+train.optimiser.lr=1", "unknown setting train.optimiser.lr (did you mean train.optimizer.lr?)"),
+    ("train.optimizer.betas=[0.5,1.5]", "train.optimizer.betas.1=1.5 is out of range: it must be in [0, 1)"),
+    ("train.schedule.batch_size.4=0", "train.schedule.batch_size.4=0 is out of range: it must be >= 1"),
+    ("logging.tensorboard=1", "logging.tensorboard=1: expected true or false"),
+    ("train.max_images=0", "train.max_images=0 is out of range: it must be >= 1 (or null)"),
+    ("train.grad_clip=abc", "train.grad_clip=abc: expected a number"),
+    ("train.optimizer=null", "train.optimizer=null: expected a group of settings"),
+    ("train.precision=fp64", "train.precision='fp64' is not one of fp32, bf16, fp16"),
+])
+def test_bad_settings_are_refused_in_one_line_naming_the_key(override, message, capsys):
+    with pytest.raises(ConfigError) as caught:
+        compose_config(["experiment=demo", override])
+    assert str(caught.value).startswith(message)
+    assert main(["train", "experiment=demo", override]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"twingan train: error: {message}")
+
+
+def test_per_resolution_settings_can_be_overridden_one_by_one():
+    cfg = compose_config(["experiment=demo", "train.schedule.batch_size.4=2", "train.schedule.batch_size.512=1"])
+    assert dict(cfg.train.schedule.batch_size) == {4: 2, 8: 8, 16: 8, 32: 8, 64: 8, 128: 4, 256: 3, 512: 1}
+    cfg = compose_config(["experiment=demo", "model.attributes={hair: [black, blue]}", "data.domains.human.cache=c",
+                          "+data.domains.cat.kind=folder", "+data.domains.cat.root=x", "train.grad_clip=1",
+                          "seed=-3", "name=2024", "train.optimizer.lr=1"])
+    assert list(cfg.model.attributes.hair) == ["black", "blue"] and cfg.train.optimizer.lr == 1
 
 
 def test_missing_dataset_fails_at_start_naming_the_path(tmp_path):

@@ -41,8 +41,6 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(str(cfg.device))
         if cfg.train.cpu_threads is not None:
-            if int(cfg.train.cpu_threads) < 1:
-                raise ConfigError(f"train.cpu_threads must be a positive integer or null, got {cfg.train.cpu_threads}")
             torch.set_num_threads(int(cfg.train.cpu_threads))
         self.dist = ddp.init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -432,7 +430,7 @@ class Trainer:
         end = self.schedule.total_images
         if self.cfg.train.max_images is not None:
             end = min(end, int(self.cfg.train.max_images))
-        ckpt_every = max(1, int(self.cfg.train.checkpoint.every_images))
+        ckpt_every = int(self.cfg.train.checkpoint.every_images)
         sample_every = int(self.cfg.logging.samples.every_images)
         bar = tqdm(
             total=end,
