@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import twingan
-from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
+from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, verify_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
-from twingan.errors import CheckpointError, ConfigError, TwinGANError
+from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError
 from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
 from twingan.training import config as config_lib
@@ -164,6 +164,7 @@ class Trainer:
                 "trained with (see config.yaml in its run folder)"
             )
         tensors = load_tensors(path, device="cpu")
+        check_finite({k: v for k, v in tensors.items() if not k.startswith("rng.")}, path, "weight or optimiser")
         for prefix, module in (("model.", self.model), ("ema.", self.ema.model), ("disc.", self.discs)):
             sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             module.load_state_dict(sub, strict=True)
@@ -217,7 +218,7 @@ class Trainer:
             return path
         for path in reversed(self.folder.list_checkpoints()):
             try:
-                read_meta(path)
+                verify_checkpoint(path)
                 return path
             except CheckpointError as exc:
                 log.warning("skipping unreadable checkpoint %s: %s", path, exc)
@@ -391,12 +392,16 @@ class Trainer:
             return
         from twingan.metrics.evaluate import evaluate_checkpoint, log_record
 
-        with torch.no_grad():
-            result = evaluate_checkpoint(
-                self.ema.model,
-                config=config_lib.config_to_dict(self.cfg),
-                baselines=bool(self.cfg.logging.eval.baselines),
-            )
+        try:
+            with torch.no_grad():
+                result = evaluate_checkpoint(
+                    self.ema.model,
+                    config=config_lib.config_to_dict(self.cfg),
+                    baselines=bool(self.cfg.logging.eval.baselines),
+                )
+        except NonFiniteOutputError as exc:
+            log.warning("eval at %d images skipped: %s", self.images_seen, exc)
+            return
         if self.logger:
             self.logger.log({"step": self.step, "images": self.images_seen, **log_record(result)})
 
@@ -416,6 +421,7 @@ class Trainer:
                 log.info("resumed with a changed setting, applied from here on: %s", change)
         if self.dist.is_main:
             self.folder.create()
+            self.folder.remove_stale_temporaries()
             self.folder.save_config(self.cfg)
         ddp.barrier(self.dist)
         if resume_path is not None:
@@ -423,9 +429,7 @@ class Trainer:
             self._apply_lr_factor()
             log.info("resumed from %s at %d images", resume_path, self.images_seen)
         if self.dist.is_main:
-            self.folder.remove_stale_temporaries()
             self.folder.truncate_log(self.images_seen)
-        if self.dist.is_main:
             self.logger = RunLogger(self.folder, bool(self.cfg.logging.tensorboard))
         end = self.schedule.total_images
         if self.cfg.train.max_images is not None:
