@@ -244,3 +244,30 @@ def test_the_web_scratch_folder_is_pruned_to_its_bound_oldest_first(tiny_checkpo
     finally:
         demo.close()
     assert not demo.workdir.exists()
+
+
+INDEX_SAVE_WITH_A_FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from twingan.errors import TwinGANError
+from twingan.search import EmbeddingMeta, Index
+vectors = np.random.default_rng(0).standard_normal((2000, 64)).astype(np.float32)
+vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+index = Index.build(vectors, [f"p{i}.png" for i in range(2000)], EmbeddingMeta("0" * 64, "full", 64),
+                    kind="flat", domain="anime", device="cpu")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    index.save(sys.argv[1])
+except TwinGANError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_an_index_write_that_fails_is_one_line_and_leaves_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "-c", INDEX_SAVE_WITH_A_FULL_DISK, str(tmp_path / "g.index")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"cannot write {tmp_path / 'g.index'}: file too large for this file system or " \
+                                  "the process's file size limit"
+    assert list(tmp_path.iterdir()) == []
