@@ -49,7 +49,7 @@ def save_checkpoint(path: PathLike, tensors: Mapping[str, torch.Tensor], meta: M
     The file is serialised in memory and written through :func:`~twingan.utils.atomic.atomic_write_bytes`,
     so the only temporary file is ours: named for the cleanup of killed runs, with the umask's permissions.
     """
-    flat = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}  # no shared storage
     header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta, DIGEST_KEY: tensor_digest(flat)}
     path = Path(path)
     atomic_write_bytes(path, save(flat, metadata={METADATA_KEY: json.dumps(header)}))
