@@ -62,11 +62,43 @@ def test_config_overrides_and_errors(tmp_path):
     assert cfg.name == "demo" and cfg.train.schedule.final_resolution == cfg.model.resolution
     with pytest.raises(ConfigError, match="data.domains.human.root"):
         compose_config(["experiment=selfie2anime"])
-    with pytest.raises(ConfigError, match="bad configuration override"):
+    with pytest.raises(ConfigError, match="unknown setting model.no_such_key"):
         compose_config(["model.no_such_key=1"])
     three = compose_config(["experiment=three_domains", "data.domains.human.root=a", "data.domains.anime.root=b",
                             "data.domains.cat.root=c"])
     assert list(three.data.domains) == ["human", "anime", "cat"] and three.model.resolution == 128
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.optimizer.lr=-1", "train.optimizer.lr=-1 is out of range: it must be > 0"),
+    ("train.optimizer.lr=fast", "train.optimizer.lr=fast: expected a number; e.g. train.optimizer.lr=0.001"),
+    ("seed=abc", "seed=abc: expected an integer; e.g. seed=0"),
+    ("model.resolution=abc", "model.resolution=abc: expected an integer; e.g. model.resolution=32"),
+    ("+train.optimiser.lr=1", "unknown setting train.optimiser.lr (did you mean train.optimizer.lr?)"),
+    ("train.optimizer.betas=[0.5,1.5]", "train.optimizer.betas.1=1.5 is out of range: it must be in [0, 1)"),
+    ("train.schedule.batch_size.4=0", "train.schedule.batch_size.4=0 is out of range: it must be >= 1"),
+    ("logging.tensorboard=1", "logging.tensorboard=1: expected true or false"),
+    ("train.max_images=0", "train.max_images=0 is out of range: it must be >= 1 (or null)"),
+    ("train.grad_clip=abc", "train.grad_clip=abc: expected a number"),
+    ("train.optimizer=null", "train.optimizer=null: expected a group of settings"),
+    ("train.precision=fp64", "train.precision='fp64' is not one of fp32, bf16, fp16"),
+])
+def test_bad_settings_are_refused_in_one_line_naming_the_key(override, message, capsys):
+    with pytest.raises(ConfigError) as caught:
+        compose_config(["experiment=demo", override])
+    assert str(caught.value).startswith(message)
+    assert main(["train", "experiment=demo", override]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"twingan train: error: {message}")
+
+
+def test_per_resolution_settings_can_be_overridden_one_by_one():
+    cfg = compose_config(["experiment=demo", "train.schedule.batch_size.4=2", "train.schedule.batch_size.512=1"])
+    assert dict(cfg.train.schedule.batch_size) == {4: 2, 8: 8, 16: 8, 32: 8, 64: 8, 128: 4, 256: 3, 512: 1}
+    cfg = compose_config(["experiment=demo", "model.attributes={hair: [black, blue]}", "data.domains.human.cache=c",
+                          "+data.domains.cat.kind=folder", "+data.domains.cat.root=x", "train.grad_clip=1",
+                          "seed=-3", "name=2024", "train.optimizer.lr=1"])
+    assert list(cfg.model.attributes.hair) == ["black", "blue"] and cfg.train.optimizer.lr == 1
 
 
 def test_missing_dataset_fails_at_start_naming_the_path(tmp_path):
@@ -81,6 +113,23 @@ def test_existing_run_folder_needs_resume(synthetic_root, tmp_path):
     train(tiny_run_overrides(synthetic_root, run_dir, "train.max_images=8"))
     with pytest.raises(ConfigError, match="resume=auto"):
         train(tiny_run_overrides(synthetic_root, run_dir))
+
+
+def test_resume_applies_a_changed_learning_rate_and_refuses_a_changed_schedule(synthetic_root, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    train(tiny_run_overrides(synthetic_root, run_dir, "train.max_images=16"))
+    resumed = tiny_run_overrides(synthetic_root, run_dir, "resume=auto", "train.max_images=24")
+    for changed, key in (("train.schedule.fade_images=16", "train.schedule.fade_images=16"),
+                         ("loss.weights.cycle=1", "loss.weights.cycle=1"), ("seed=3", "seed=3")):
+        assert main(["train", *resumed, changed]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err[-1].startswith(f"twingan train: error: {key} differs from the run being resumed")
+    final = train([*resumed, "train.optimizer.lr=0.25", "train.ema.half_life_images=50"])
+    meta = read_meta(final)
+    assert meta["progress"]["images_seen"] == 24
+    assert [g["lr"] for g in meta["optimizers"]["g"] + meta["optimizers"]["d"]] == [0.25, 0.25]
+    assert meta["config"]["train"]["optimizer"]["lr"] == 0.25
+    assert "lr: 0.25" in (run_dir / "config.yaml").read_text()
 
 
 def _final_tensors(run_dir):
@@ -141,6 +190,35 @@ def test_nan_rollback_policy_recovers(synthetic_root, tmp_path, monkeypatch):
     final = train(tiny_run_overrides(synthetic_root, run_dir, "train.nan_policy=rollback"))
     meta = read_meta(final)
     assert meta["rollbacks"] == 1 and meta["lr_factor"] == 0.5 and meta["progress"]["images_seen"] == 40
+
+
+def test_every_rollback_of_a_run_counts_and_compounds_the_learning_rate_factor(synthetic_root, tmp_path, monkeypatch):
+    poison_generator_loss(monkeypatch, lambda call: call in (4, 5))  # the retry diverges too
+    run_dir = tmp_path / "run"
+    final = train(tiny_run_overrides(synthetic_root, run_dir, "train.nan_policy=rollback"))
+    meta = read_meta(final)
+    assert meta["rollbacks"] == 2 and meta["lr_factor"] == 0.25 and meta["progress"]["images_seen"] == 40
+    assert [g["lr"] for g in meta["optimizers"]["g"]] == [pytest.approx(1e-3 * 0.25)]
+    events = [r for r in read_log(run_dir) if r.get("event") == "non-finite loss"]
+    assert len(events) == 2
+
+
+def test_diverging_run_gives_up_after_max_rollbacks_with_one_line(synthetic_root, tmp_path):
+    """A learning rate so large that every retry diverges: the run stops after train.max_rollbacks rollbacks."""
+    run_dir = tmp_path / "run"
+    overrides = tiny_run_overrides(synthetic_root, run_dir, "train.optimizer.lr=8000", "train.nan_policy=rollback",
+                                   "train.max_rollbacks=2", "train.checkpoint.every_images=4")
+    done = subprocess.run([sys.executable, "-m", "twingan", "train", *overrides], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert "Traceback" not in done.stderr
+    assert lines[-1].startswith("twingan train: error: training diverged") and "after 2 rollbacks" in lines[-1]
+    retries = [line.split("; ", 1)[1] for line in lines if " of at most 2: back to " in line]
+    assert [r.split(":")[0] for r in retries] == ["rollback 1 of at most 2", "rollback 2 of at most 2"]
+    assert [r.rsplit("learning rate ", 1)[1] for r in retries] == ["x0.5", "x0.25"]
+    events = [r for r in read_log(run_dir) if r.get("event") == "non-finite loss"]
+    assert len(events) == 3
 
 
 def test_ddp_two_processes_on_gloo_stay_identical_and_resume(synthetic_root, tmp_path):

@@ -6,22 +6,28 @@ architecture, the resolved training config, the schedule position, data
 positions, RNG states that are not tensors) is JSON in the safetensors metadata
 under the key ``twingan``. Nothing is pickled, so loading never runs code, and
 a checkpoint always carries the architecture its weights belong to.
+
+The header also records the SHA-256 of the tensor data (``tensor_sha256``), which
+every load of tensors checks, so a flipped byte anywhere in the weights or the
+optimiser state is refused instead of trained on. A translator whose weights hold
+NaN or infinite values is refused too.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Mapping, Union
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
-from twingan.errors import CheckpointError
+from twingan.errors import CheckpointError, quoted
 from twingan.models import ModelConfig, TwinGAN
-from twingan.utils.atomic import atomic_path
+from twingan.utils.atomic import atomic_write_bytes
 
 PathLike = Union[str, os.PathLike]
 
@@ -30,16 +36,42 @@ FORMAT_VERSION = 2
 """2: RGB output layers without a domain norm, no PixelNorm, ``model.norm`` and the embedding's latent
 statistics (twingan 0.2). Version 1 files hold the earlier architecture, which did not learn."""
 METADATA_KEY = "twingan"
+DIGEST_KEY = "tensor_sha256"
+"""Header key of the SHA-256 of the tensor data (:func:`tensor_digest`); checked by every load."""
+
+log = logging.getLogger("twingan.checkpoint")
 
 
 def save_checkpoint(path: PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> Path:
-    """Write ``tensors`` and the JSON-able ``meta`` atomically (temporary file, then rename)."""
-    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta}
-    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    """Write ``tensors`` and the JSON-able ``meta`` atomically (temporary file, then rename).
+
+    The header records the SHA-256 of the tensor data (:func:`tensor_digest`), which every load checks.
+    The file is serialised in memory and written through :func:`~twingan.utils.atomic.atomic_write_bytes`,
+    so the only temporary file is ours: named for the cleanup of killed runs, with the umask's permissions.
+    """
+    flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}  # no shared storage
+    header = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION, **meta, DIGEST_KEY: tensor_digest(flat)}
     path = Path(path)
-    with atomic_path(path) as tmp:
-        save_file(flat, str(tmp), metadata={METADATA_KEY: json.dumps(header)})
+    atomic_write_bytes(path, save(flat, metadata={METADATA_KEY: json.dumps(header)}))
     return path
+
+
+def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of the tensors' raw bytes, in the order of their sorted names (independent of the file layout)."""
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        digest.update(tensors[name].detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def check_finite(tensors: Mapping[str, torch.Tensor], path: PathLike, what: str) -> None:
+    """CheckpointError when a floating-point tensor of ``tensors`` holds NaN or infinite values."""
+    bad = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(
+            f"{quoted(path)}: {len(bad)} {what} tensors hold NaN or infinite values (e.g. {bad[0]}): the run had "
+            "diverged when this checkpoint was written; use an earlier checkpoint of the run"
+        )
 
 
 def read_meta(path: PathLike) -> dict[str, Any]:
@@ -50,14 +82,43 @@ def read_meta(path: PathLike) -> dict[str, Any]:
 
 
 def load_tensors(path: PathLike, prefix: str = "", device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-    """Tensors whose name starts with ``prefix``, with the prefix removed."""
+    """Tensors whose name starts with ``prefix``, with the prefix removed, after checking the file's digest."""
     path = Path(path)
     with _open(path, device=str(device)) as f:
-        _header(path, f.metadata())
+        header = _header(path, f.metadata())
         try:
+            _verify_digest(f, path, header)
             return {k[len(prefix):]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
         except SafetensorError as exc:
-            raise CheckpointError(f"{path}: truncated or corrupt tensor data ({exc})") from exc
+            raise CheckpointError(f"{quoted(path)}: truncated or corrupt tensor data ({exc})") from exc
+
+
+def verify_checkpoint(path: PathLike) -> dict[str, Any]:
+    """The header of ``path`` once its tensor data is checked against the digest it records (CheckpointError)."""
+    path = Path(path)
+    with _open(path) as f:
+        header = _header(path, f.metadata())
+        try:
+            _verify_digest(f, path, header)
+        except SafetensorError as exc:
+            raise CheckpointError(f"{quoted(path)}: truncated or corrupt tensor data ({exc})") from exc
+    return header
+
+
+def _verify_digest(f: Any, path: Path, header: Mapping[str, Any]) -> None:
+    expected = header.get(DIGEST_KEY)
+    if expected is None:
+        log.warning("%s has no checksum (written before twingan recorded one); its tensor data cannot be verified",
+                    quoted(path))
+        return
+    digest = hashlib.sha256()
+    for name in sorted(f.keys()):
+        digest.update(f.get_tensor(name).reshape(-1).view(torch.uint8).cpu().numpy())
+    if digest.hexdigest() != expected:
+        raise CheckpointError(
+            f"{quoted(path)}: its tensor data does not match the checksum written with it (the file changed after "
+            "it was saved: a disk, copy or transfer error); use another checkpoint or copy it again"
+        )
 
 
 def load_translator(
@@ -82,6 +143,7 @@ def load_translator(
     if not state:
         raise CheckpointError(f"{path}: the checkpoint holds no '{weights}' weights")
     _load_state_strict(model, state, path, weights)
+    check_finite(state, path, f"'{weights}'")
     progress = meta.get("progress", {})
     model.set_progress(int(progress.get("resolution", cfg.resolution)), float(progress.get("alpha", 1.0)))
     return model.to(device).eval(), meta

@@ -10,23 +10,42 @@ Tensors follow one convention: float32, RGB, channels first, values in [-1, 1].
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import warnings
 from pathlib import Path
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, Mapping, Union
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from twingan.errors import ImageLoadError
-from twingan.utils.atomic import atomic_path
+from twingan.errors import ImageLoadError, quoted
+from twingan.utils.atomic import atomic_paths
 
 PathLike = Union[str, os.PathLike]
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".jfif"}
-)
+FORMAT_EXTENSIONS = {
+    "JPEG": (".jpg", ".jpeg", ".jfif"), "PNG": (".png",), "WEBP": (".webp",), "GIF": (".gif",), "BMP": (".bmp",),
+    "TIFF": (".tif", ".tiff"), "PPM": (".ppm", ".pgm"), "AVIF": (".avif",), "HEIF": (".heic", ".heif"),
+}
+"""Every image format twingan reads (Pillow's names) and its file extensions; HEIF only with ``pillow-heif``."""
+
+
+def _accepted_formats() -> tuple[str, ...]:
+    with contextlib.suppress(ImportError):
+        from pillow_heif import register_heif_opener
+
+        register_heif_opener()
+    Image.init()
+    return tuple(name for name in FORMAT_EXTENSIONS if name in Image.OPEN)
+
+
+ACCEPTED_FORMATS = _accepted_formats()
+"""The formats of :data:`FORMAT_EXTENSIONS` this Pillow build decodes: the one list every entry point accepts
+(folders of translate, embed, prep and datasets; the web upload field)."""
+IMAGE_EXTENSIONS = frozenset(ext for name in ACCEPTED_FORMATS for ext in FORMAT_EXTENSIONS[name])
 DEFAULT_MAX_PIXELS = 64_000_000
 """Larger images are refused before decoding (a decompression-bomb guard): 64 MP is ~8000x8000."""
 
@@ -52,7 +71,7 @@ def load_image(
     """
     path = Path(path)
     if not path.exists():
-        raise ImageLoadError(str(path), "file not found")
+        raise ImageLoadError(str(path), link_problem(path) or "file not found")
     if path.is_dir():
         raise ImageLoadError(str(path), "is a folder, not an image file")
     try:
@@ -84,11 +103,49 @@ def load_image(
         raise ImageLoadError(str(path), "not an image (unrecognised or unsupported format)") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageLoadError(str(path), f"too large: refused as a decompression bomb ({exc})") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the file could not be read at all, its content was never seen
+            raise ImageLoadError(str(path), read_problem(exc)) from exc
+        raise ImageLoadError(str(path), f"truncated or corrupt image ({exc})") from exc
+    except (SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(str(path), f"truncated or corrupt image ({exc})") from exc
     if min(width, height) < min_size:
         raise ImageLoadError(str(path), f"too small: {width}x{height} (the minimum side is {min_size} px)")
     return rgb
+
+
+def read_problem(exc: OSError) -> str:
+    """Why a file could not be opened or read, in a few words with what to do."""
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "cannot read: permission denied (check the file's permissions)"
+    if exc.errno == errno.ELOOP:
+        return LINK_LOOP
+    return f"cannot read: {exc.strerror or exc}"
+
+
+LINK_LOOP = "a symbolic link loop (the link leads back to itself): fix or remove the link"
+
+
+def link_problem(path: PathLike) -> str | None:
+    """Why the symbolic link ``path`` leads nowhere (a loop, a missing target); None when it is no such link."""
+    path = Path(path)
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return LINK_LOOP
+        return f"a broken symbolic link (its target {quoted(os.readlink(path))} does not exist)"
+    return None
+
+
+def resolved(path: PathLike) -> Path:
+    """``path`` with symbolic links followed, or made absolute where a link loop stops that (for de-duplication)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):  # "Symlink loop" (Python < 3.13), ELOOP (3.13+)
+        return Path(os.path.abspath(path))
 
 
 def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
@@ -132,6 +189,11 @@ def iter_image_files(root: PathLike, extensions: Iterable[str] = IMAGE_EXTENSION
     return iter(sorted(found))
 
 
+def no_images_found() -> str:
+    """The reason given for a folder without image files, with the file types looked for."""
+    return f"no images found in this folder (looked for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+
+
 def pil_to_tensor(img: Image.Image) -> torch.Tensor:
     """RGB PIL image -> float32 tensor (3, H, W) in [-1, 1]."""
     arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
@@ -157,13 +219,21 @@ def tensor_to_pil(x: torch.Tensor) -> Image.Image:
 
 def save_image(img: Image.Image, path: PathLike, **save_kwargs) -> Path:
     """Save atomically (temporary file + rename): no half-written image is ever left behind."""
-    path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
-    with atomic_path(path) as tmp:
-        img.save(tmp, format=fmt, **save_kwargs)
-    return path
+    return save_images({Path(path): img}, **save_kwargs)[0]
+
+
+def save_images(images: Mapping[Path, Image.Image], **save_kwargs) -> list[Path]:
+    """Save several images as one set: all are written to temporary files before any is renamed into place,
+    in the order given (put last the one whose presence says the set is complete)."""
+    paths = [Path(p) for p in images]
+    formats = [Image.registered_extensions().get(p.suffix.lower()) for p in paths]
+    for path, fmt in zip(paths, formats):
+        if fmt is None:
+            raise ValueError(f"{path}: unknown image extension {path.suffix!r}; use .png or .jpg")
+    with atomic_paths(paths) as temporaries:
+        for img, tmp, fmt in zip(images.values(), temporaries, formats):
+            img.save(tmp, format=fmt, **save_kwargs)
+    return paths
 
 
 VIEW_TILE = 96

@@ -84,6 +84,10 @@ def center_crop_transform(width: int, height: int, size: int) -> np.ndarray:
     )
 
 
+NO_FACE_HINT = "--no-detect takes pictures as face crops, --fallback center-crop translates the centre"
+"""What `twingan translate` offers for a photo without a face (other callers pass their own options)."""
+
+
 class FacePipeline:
     """Translate the faces of photos (``detector`` given) or whole pictures taken as crops (``detector`` None).
 
@@ -103,6 +107,7 @@ class FacePipeline:
         margin: float = DEFAULT_MARGIN,
         border: str = "reflect",
         fallback: str = "none",
+        no_face_hint: str = NO_FACE_HINT,
     ) -> None:
         if max_faces < 1:
             raise ConfigError(f"max faces must be at least 1, got {max_faces}")
@@ -118,6 +123,7 @@ class FacePipeline:
         self.margin = margin
         self.border = border
         self.fallback = fallback
+        self.no_face_hint = no_face_hint
 
     def face_crops(self, photos: Sequence[Image.Image]) -> list[PhotoResult]:
         """Detect and align (or centre-crop): results with ``crops`` filled, or ``error`` set."""
@@ -170,5 +176,5 @@ class FacePipeline:
     def _no_face_reason(self, photo: Image.Image) -> str:
         return (
             f"no face found (of at least {self.detector.min_face_size} px in the {photo.width}x{photo.height} "
-            "photo); --no-detect takes pictures as face crops, --fallback center-crop translates the centre"
+            f"photo); {self.no_face_hint}"
         )

@@ -8,10 +8,12 @@ Output names, under the output folder, follow the input's relative stem
 * ``<stem>_side.png`` (``side_by_side``): input crops and translations, one row per face;
 * ``<stem>_pasted.png`` (``paste_back``): the photo with the translated faces warped back.
 
-Every file is written atomically, and only once the whole input has been
-processed, so a failed input leaves no output. An input whose outputs exist
-already is skipped unless ``overwrite`` is set (so an interrupted run can be
-repeated and continues where it stopped).
+The outputs of one input are written as one set, once the whole input has
+been processed: all to temporary files first, then renamed into place with the
+main output last, so a failed input leaves no output and a killed run leaves
+no input half-published. An input whose main output exists already is skipped
+unless ``overwrite`` is set (so an interrupted run can be repeated and
+continues where it stopped); temporary files of killed runs are removed.
 """
 from __future__ import annotations
 
@@ -26,12 +28,21 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from twingan.data.image_io import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, load_image, save_image
+from twingan.data.image_io import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    link_problem,
+    load_image,
+    no_images_found,
+    resolved as resolved_path,
+    save_images,
+)
 from twingan.data.labels import LABELS_FILE
-from twingan.errors import ConfigError, ImageLoadError
+from twingan.errors import ConfigError, ImageLoadError, quoted
 from twingan.faces.align import DEFAULT_FEATHER
 from twingan.inference.faces_pipeline import FacePipeline, PhotoResult
 from twingan.inference.translator import DEFAULT_BATCH_SIZE
+from twingan.utils.atomic import remove_stale_temporaries
 
 DEFAULT_MIN_SIDE = 16
 """Pictures with a shorter side are refused as too small to translate."""
@@ -50,7 +61,7 @@ class Failure:
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.label}: {self.reason}"
+        return f"{quoted(self.label)}: {self.reason}"
 
 
 @dataclass
@@ -98,7 +109,11 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
     exclude = exclude.resolve() if exclude is not None else None
     for arg in args:
         for path, stem in _expand(arg, inputs):
-            resolved = path.resolve()
+            problem = link_problem(path)
+            if problem is not None:
+                inputs.failures.append(Failure(str(path), problem))
+                continue
+            resolved = resolved_path(path)
             if resolved in seen_paths or (exclude is not None and resolved.is_relative_to(exclude)):
                 continue
             seen_paths.add(resolved)
@@ -115,8 +130,11 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
 def _expand(arg: str, inputs: Inputs) -> Iterable[tuple[Path, Path]]:
     path = Path(arg)
     if path.is_dir():
-        yield from _walk_folder(path, inputs.skipped)
-    elif path.exists():
+        found = list(_walk_folder(path, inputs.skipped))
+        if not found:
+            inputs.failures.append(Failure(str(path), no_images_found()))
+        yield from found
+    elif path.exists() or path.is_symlink():
         yield path, Path(path.stem)
     elif glob.has_magic(arg):
         matches = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file())
@@ -168,9 +186,12 @@ def output_paths(stem: Path, options: OutputOptions, faces: int) -> dict[str, Pa
 
 
 def existing_output(stem: Path, options: OutputOptions) -> Path | None:
-    """An output of an earlier run of this input, if any (checked before any work)."""
+    """The main output of an earlier run of this input, if any (checked before any work).
+
+    The main output (the translation, or the first face's) is published last of an input's outputs, so
+    its presence says they are all there; an input whose run was killed between two renames is redone.
+    """
     candidates = [options.out_dir / f"{stem}.png", options.out_dir / f"{stem}_face0.png"]
-    candidates += output_paths(stem, options, 1).values()
     return next((p for p in candidates if p.exists()), None)
 
 
@@ -196,6 +217,7 @@ def translate_files(
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
+    remove_stale_temporaries(options.out_dir, recursive=True)  # of runs that were killed while writing
     summary = RunSummary()
     with tqdm(total=len(files), unit="photo", desc="translating", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
@@ -204,7 +226,7 @@ def translate_files(
             for item in chunk:
                 existing = None if options.overwrite else existing_output(item.stem, options)
                 if existing is not None:
-                    skip = Failure(str(item.path), f"skipped, {existing} exists (--overwrite replaces it)")
+                    skip = Failure(str(item.path), f"skipped, {quoted(existing)} exists (--overwrite replaces it)")
                     summary.skipped.append(skip)
                     say(str(skip))
                     continue
@@ -229,24 +251,19 @@ def translate_files(
 
 
 def _fail(summary: RunSummary, say: Callable[[str], None], label: str, reason: str) -> None:
-    summary.failed.append(Failure(label, reason))
-    say(f"{label}: {reason}")
+    failure = Failure(label, reason)
+    summary.failed.append(failure)
+    say(str(failure))
 
 
 def _write_outputs(result: PhotoResult, stem: Path, options: OutputOptions) -> None:
-    """Write every output of one input; on a write error remove the ones already written."""
+    """Write every output of one input as one set: nothing is published until all are written, and the main
+    output (see :func:`existing_output`) is published last."""
     paths = output_paths(stem, options, len(result.translations))
     images = {f"face{k}": img for k, img in enumerate(result.translations)}
     if options.side_by_side:
         images["side"] = result.side_by_side()
     if options.paste_back:
         images["pasted"] = result.pasted(options.feather)
-    written: list[Path] = []
-    try:
-        for role, path in paths.items():
-            save_image(images[role], path)
-            written.append(path)
-    except OSError:
-        for path in written:
-            path.unlink(missing_ok=True)
-        raise
+    roles = sorted(paths, key=lambda role: (role.startswith("face"), role == "face0"))
+    save_images({paths[role]: images[role] for role in roles})

@@ -42,7 +42,7 @@ from PIL import Image
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
-from twingan.errors import ConfigError
+from twingan.errors import ConfigError, NonFiniteOutputError, quoted
 from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN
 
@@ -157,8 +157,19 @@ class Translator:
         outputs = []
         for chunk in x.split(batch_size):
             c = cond.to(self.device).expand(len(chunk), -1) if cond is not None else None
-            outputs.append(self.model.translate(chunk.to(self.device), src, to, c).float().cpu())
+            outputs.append(self.check_finite(self.model.translate(chunk.to(self.device), src, to, c).float().cpu()))
         return torch.cat(outputs) if outputs else x.new_zeros((0, 3, self.resolution, self.resolution))
+
+    def check_finite(self, output: torch.Tensor) -> torch.Tensor:
+        """``output``, or a NonFiniteOutputError when it holds NaN or infinite values (a NaN image would be written
+        as black pixels, a NaN embedding would tie with every other)."""
+        if not torch.isfinite(output).all():
+            source = self.path if self.path is not None else "the model"
+            raise NonFiniteOutputError(
+                f"{quoted(source)}: the model's output holds NaN or infinite values; its weights are unusable "
+                "(did the training run diverge?): use another checkpoint"
+            )
+        return output
 
     def translate(
         self,
@@ -266,7 +277,8 @@ class Translator:
         if batch is None:
             return np.zeros((0, self.embedding_dim(kind)), dtype=np.float32)
         vectors = [
-            self.model.embed(chunk.to(self.device), domain, kind).float().cpu() for chunk in batch.split(batch_size)
+            self.check_finite(self.model.embed(chunk.to(self.device), domain, kind).float().cpu())
+            for chunk in batch.split(batch_size)
         ]
         return torch.cat(vectors).numpy().astype(np.float32, copy=False)
 

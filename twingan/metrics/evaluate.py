@@ -46,7 +46,7 @@ from tqdm import tqdm
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
-from twingan.errors import ConfigError, DatasetError, ImageLoadError
+from twingan.errors import ConfigError, DatasetError, ImageLoadError, NonFiniteOutputError, quoted
 from twingan.metrics import compute_fid_kid
 from twingan.metrics.folder_features import list_folder_images
 from twingan.metrics.generation_scores import generation_scores
@@ -147,7 +147,10 @@ def evaluate_checkpoint(
                 test_set = load_paired_test_set(root, model.resolution)
                 parts = conditioning_parts(model)
                 for name, system in systems.items():
-                    result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
+                    try:
+                        result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
+                    except NonFiniteOutputError as exc:
+                        raise NonFiniteOutputError(f"{quoted(checkpoint or 'the evaluated model')}: {exc}") from exc
                     if parts:
                         result["scores"][name].update(conditioned_scores(
                             conditioned_view(system), test_set, mapping, parts, batch_size=batch_size))

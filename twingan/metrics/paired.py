@@ -38,6 +38,7 @@ import torch
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
 from twingan.data.synthetic import HAIR_COLOUR_NAMES, FaceParams, hair_colour_of, load_test_params, render
+from twingan.errors import NonFiniteOutputError
 from twingan.metrics.style_classifier import StyleClassifier, style_classifier_for
 
 STYLES = ("photo", "anime")
@@ -112,7 +113,7 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, ks: Sequence[int] = (1
     g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True).clip(1e-12)
     sims = q @ g.T
     own = np.diag(sims)
-    rank = (sims > own[:, None]).sum(axis=1)
+    rank = np.where(np.isfinite(own), (sims > own[:, None]).sum(axis=1), len(g))  # NaN never ties as a hit
     return {k: float((rank < k).mean()) for k in ks}
 
 
@@ -149,9 +150,9 @@ def paired_scores(
             chunk = x[start:start + batch_size].to(device)
             fakes.append(system.translate(chunk, domains[src], domains[dst]).float().cpu())
             embeds.append(system.embed(chunk, domains[src]).float().cpu())
-        fake = torch.cat(fakes).clamp(-1, 1)
+        fake = require_finite(torch.cat(fakes), "translations").clamp(-1, 1)
         outputs[f"{src}2{dst}"] = fake
-        embeddings[src] = torch.cat(embeds).numpy()
+        embeddings[src] = require_finite(torch.cat(embeds), "embeddings").numpy()
         key = f"{src}2{dst}"
         scores[f"{key}/l1"] = float((fake - test_set.images[dst]).abs().mean() / 2.0)
         scores[f"{key}/style"] = judge.share_in_style(fake, dst)
@@ -165,6 +166,16 @@ def paired_scores(
 
     scores.update(embedding_recall(system, test_set, domains, kinds=("pooled",), ks=ks, batch_size=batch_size))
     return scores
+
+
+def require_finite(values: torch.Tensor, what: str) -> torch.Tensor:
+    """``values``, or NonFiniteOutputError when they hold NaN or infinite values (NaN would score as ties)."""
+    if not torch.isfinite(values).all():
+        raise NonFiniteOutputError(
+            f"the model's {what} hold NaN or infinite values: its weights are unusable (did the training run "
+            "diverge?); use another checkpoint"
+        )
+    return values
 
 
 def _device_of(system: object) -> torch.device:

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from twingan.checkpoint import file_sha256
-from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, load_image
+from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, link_problem, load_image, no_images_found, resolved
 from twingan.errors import ConfigError, ImageLoadError
 from twingan.faces import FaceDetector
 from twingan.inference.faces_pipeline import FacePipeline
@@ -71,6 +71,9 @@ def embedding_meta(translator: Translator, kind: str) -> EmbeddingMeta:
     return EmbeddingMeta(file_sha256(translator.path), kind, translator.embedding_dim(kind), model=model)
 
 
+EMBED_NO_FACE_HINT = "run embed without --detect to take such pictures as face crops (the centre square)"
+
+
 def collect_image_files(args: Sequence[str]) -> tuple[list[Path], list[Failure]]:
     """Files, folders (their image files, recursively) and glob patterns -> distinct files, and what was not found.
 
@@ -84,7 +87,9 @@ def collect_image_files(args: Sequence[str]) -> tuple[list[Path], list[Failure]]
         path = Path(arg)
         if path.is_dir():
             found = list(iter_image_files(path))
-        elif path.exists():
+            if not found:
+                problems.append(Failure(str(path), no_images_found()))
+        elif path.exists() or path.is_symlink():
             found = [path]
         elif glob.has_magic(arg):
             found = sorted(Path(p) for p in glob.glob(arg, recursive=True) if Path(p).is_file())
@@ -94,8 +99,11 @@ def collect_image_files(args: Sequence[str]) -> tuple[list[Path], list[Failure]]
             found = []
             problems.append(Failure(arg, "file not found"))
         for file in found:
-            if file.resolve() not in seen:
-                seen.add(file.resolve())
+            problem = link_problem(file)
+            if problem is not None:  # a link loop or a broken link: one line for it, the rest goes on
+                problems.append(Failure(str(file), problem))
+            elif resolved(file) not in seen:
+                seen.add(resolved(file))
                 files.append(file)
     return files, problems
 
@@ -120,7 +128,7 @@ def load_face_crops(
         result.paths = [path for path, _ in photos]
         result.crops = [photo for _, photo in photos]
         return result
-    pipeline = FacePipeline(translator, detector, max_faces=1)
+    pipeline = FacePipeline(translator, detector, max_faces=1, no_face_hint=EMBED_NO_FACE_HINT)
     for (path, _), found in zip(photos, pipeline.face_crops([photo for _, photo in photos])):
         if found.error is not None:
             result.failed.append(Failure(str(path), found.error))

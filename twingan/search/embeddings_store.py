@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from twingan.errors import CheckpointError, DatasetError
-from twingan.utils.atomic import atomic_open, atomic_write_text
+from twingan.utils.atomic import atomic_paths, atomic_write_text, remove_stale_temporaries
 
 PathLike = Union[str, os.PathLike]
 
@@ -184,7 +184,15 @@ class EmbeddingStore:
             raise DatasetError(
                 f"{path}: holds domain {store.domain!r} embeddings, cannot resume it with domain {domain!r}"
             )
+        store.remove_leftovers()
         return store
+
+    def remove_leftovers(self) -> None:
+        """Temporary files of runs killed while writing, and paths files whose shard was never committed."""
+        remove_stale_temporaries(self.path)
+        for paths_file in self.path.glob("shard_*.paths.json"):
+            if not paths_file.with_name(paths_file.name.replace(".paths.json", ".npy")).exists():
+                paths_file.unlink(missing_ok=True)
 
     def shard_files(self) -> list[Path]:
         """Committed shards (their .npy files), in order."""
@@ -223,9 +231,12 @@ class EmbeddingStore:
         shards = self.shard_files()
         number = int(_SHARD_RE.match(shards[-1].name).group(1)) + 1 if shards else 0
         stem = self.path / f"shard_{number:06d}"
-        atomic_write_text(stem.with_suffix(".paths.json"), json.dumps(paths))
-        with atomic_open(stem.with_suffix(".npy"), "wb") as fh:
-            np.save(fh, vectors)
+        # Both files are written before either is published, the .npy (which commits the shard) last: a full
+        # disk or a killed run leaves no orphan paths file.
+        with atomic_paths([stem.with_suffix(".paths.json"), stem.with_suffix(".npy")]) as (paths_tmp, npy_tmp):
+            paths_tmp.write_text(json.dumps(paths), encoding="utf-8")
+            with open(npy_tmp, "wb") as fh:
+                np.save(fh, vectors)
         assert self._known_paths is not None
         self._known_paths.update(paths)
 

@@ -1,10 +1,13 @@
 """Training configuration: Hydra composition of conf/, and its translation into typed objects."""
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -13,19 +16,27 @@ import twingan
 from twingan.errors import ConfigError
 from twingan.losses import GANObjective, LossWeights, build_objective
 from twingan.models import ModelConfig
+from twingan.training import validation
 from twingan.training.schedule import ProgressiveSchedule
 
 CONF_DIR = Path(twingan.__file__).resolve().parent / "conf"
 
 
 def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
-    """The resolved training config for Hydra ``overrides`` (e.g. ``experiment=demo``, ``train.precision=bf16``)."""
-    try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="twingan"):
-            cfg = compose("config", overrides=list(overrides))
-        OmegaConf.resolve(cfg)
-    except (HydraException, OmegaConfBaseException) as exc:
-        raise ConfigError(f"bad configuration override: {exc}") from exc
+    """The resolved training config for Hydra ``overrides`` (e.g. ``experiment=demo``, ``train.precision=bf16``).
+
+    Overrides of settings conf/ does not declare, values of the wrong type and numbers out of range are
+    refused with a ConfigError naming the key (see :mod:`twingan.training.validation`). A key segment that
+    is an integer (``train.schedule.batch_size.4=2``) addresses the integer key of a per-resolution table.
+    """
+    parsed = _parse_overrides(overrides)
+    rewritten = [_integer_key_override(o, text) for o, text in zip(parsed, overrides)]
+    groups = [text for o, text in zip(parsed, rewritten) if _is_group(o.key_or_group)]
+    reference = config_to_dict(_compose(groups))
+    validation.check_override_keys(
+        [o.key_or_group for o in parsed if not _is_group(o.key_or_group) and not o.is_delete()], reference
+    )
+    cfg = _compose(rewritten)
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(
@@ -34,7 +45,50 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
             + " (set them on the command line, e.g. "
             + f"{missing[0]}=/path/to/data)"
         )
+    validation.check_values(config_to_dict(cfg), reference)
+    check_choices(cfg)
     return cfg
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="twingan"):
+            cfg = compose("config", overrides=list(overrides))
+        OmegaConf.resolve(cfg)
+    except (HydraException, OmegaConfBaseException) as exc:
+        raise ConfigError(f"bad configuration override: {_one_line(exc)}") from exc
+    return cfg
+
+
+def _parse_overrides(overrides: Sequence[str]) -> list[Override]:
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as exc:
+        raise ConfigError(f"bad configuration override: {_one_line(exc)}") from exc
+
+
+def _is_group(key: str) -> bool:
+    """Whether an override chooses a config group (``experiment=demo``, ``loss/gan=hinge``) rather than a value."""
+    return (CONF_DIR / key).is_dir()
+
+
+def _integer_key_override(override: Override, text: str) -> str:
+    """``a.b.4=2`` -> ``++a.b={4: 2}``: Hydra reads every key segment as a string, so the integer keys of
+    ``train.schedule.batch_size`` could not be set one by one; a dict override merges into the table."""
+    if override.is_delete() or _is_group(override.key_or_group):
+        return text
+    parts = override.key_or_group.split(".")
+    first = next((i for i, part in enumerate(parts) if part.isdigit()), None)
+    if first is None or first == 0:
+        return text
+    value = override.get_value_element_as_str()
+    for part in reversed(parts[first:]):
+        value = f"{{{part}: {value}}}"
+    return f"++{'.'.join(parts[:first])}={value}"  # ++ merges, adding a resolution the table lacks
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
 
 
 def config_to_dict(cfg: DictConfig) -> dict[str, Any]:
@@ -78,7 +132,7 @@ def schedule(cfg: DictConfig, world_size: int = 1) -> ProgressiveSchedule:
 
 
 def check_choices(cfg: DictConfig) -> None:
-    """Values with a fixed set of choices, checked before any work starts."""
+    """Values with a fixed set of choices, checked before any work starts (numbers: validation.RANGES)."""
     choices = {
         "train.precision": (cfg.train.precision, ("fp32", "bf16", "fp16")),
         "train.nan_policy": (cfg.train.nan_policy, ("stop", "rollback")),
@@ -86,13 +140,40 @@ def check_choices(cfg: DictConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-    if int(cfg.loss.penalty_every) < 1:
-        raise ConfigError(f"loss.penalty_every must be >= 1, got {cfg.loss.penalty_every}")
-    if int(cfg.train.d_steps) < 1:
-        raise ConfigError(f"train.d_steps must be >= 1, got {cfg.train.d_steps}")
-    if int(cfg.train.checkpoint.keep_last) < 1:
-        raise ConfigError(f"train.checkpoint.keep_last must be >= 1, got {cfg.train.checkpoint.keep_last}")
-    if int(cfg.logging.every_steps) < 1:
-        raise ConfigError(f"logging.every_steps must be >= 1, got {cfg.logging.every_steps}")
     if not cfg.data.domains:
         raise ConfigError("data.domains is empty: name at least one dataset per domain")
+
+
+RESUME_APPLIES = (
+    "name", "run_dir", "resume", "device",
+    "train.optimizer.*", "train.ema.*", "train.checkpoint.*", "train.max_images", "train.nan_policy",
+    "train.rollback_lr_factor", "train.max_rollbacks", "train.grad_clip", "train.precision", "train.channels_last",
+    "train.cpu_threads", "logging.*", "data.num_workers", "data.synthetic.root", "data.domains.*.root",
+    "data.domains.*.cache",
+)
+"""Settings a resumed run may change: they are applied from the resume on (patterns over dotted keys).
+Everything else (model, losses, schedule, datasets, augmentation, seed) decides what the checkpoint's
+weights, optimiser state and data position mean, so a resume refuses to change it."""
+
+
+def resume_changes(recorded: Mapping[str, Any], cfg: DictConfig, source: str) -> list[str]:
+    """The settings of ``cfg`` that differ from the ``recorded`` config of the checkpoint being resumed.
+
+    Returns "key: old -> new" for each change a resume applies (see RESUME_APPLIES); raises ConfigError
+    naming the first setting that a resume cannot change.
+    """
+    old, new = validation.flatten(recorded), validation.flatten(config_to_dict(cfg))
+    applied = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, "(unset)"), new.get(key, "(unset)")
+        if before == after:
+            continue
+        if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUME_APPLIES):
+            applied.append(f"{key}: {before} -> {after}")
+            continue
+        raise ConfigError(
+            f"{key}={after} differs from the run being resumed ({key}={before} in {source}); a resumed run keeps "
+            "its model, losses, schedule, data and seed. Drop the override to continue the run, or train a new "
+            "run (another run_dir or name)"
+        )
+    return applied

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torchvision.utils import make_grid
 
 from twingan.data.image_io import save_image, tensor_to_pil, upscale_for_viewing
-from twingan.utils.atomic import atomic_write_text
+from twingan.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
 
@@ -35,10 +35,18 @@ class RunFolder:
         return sorted(self.checkpoints.glob(CHECKPOINT_GLOB)) if self.checkpoints.is_dir() else []
 
     def remove_stale_temporaries(self) -> None:
-        """Temporary files of checkpoint writes that a killed run never renamed."""
+        """Temporary files of writes (checkpoints, samples, config, log) that a killed run never renamed.
+
+        Also the leftovers of earlier twingan versions in checkpoints/: their temporary names, and the
+        ``.tmpXXXXXX`` files of safetensors' ``save_file``, which they wrote checkpoints with.
+        """
+        for folder in (self.root, self.checkpoints, self.samples):
+            remove_stale_temporaries(folder)
         if self.checkpoints.is_dir():
-            for tmp in self.checkpoints.glob(".ckpt-*.tmp*"):
-                tmp.unlink(missing_ok=True)
+            for pattern in (".ckpt-*.tmp*", ".tmp??????"):
+                for tmp in self.checkpoints.glob(pattern):
+                    if tmp.is_file():
+                        tmp.unlink(missing_ok=True)
 
     def prune_checkpoints(self, keep_last: int) -> None:
         for old in self.list_checkpoints()[:-keep_last]:

@@ -14,10 +14,10 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import twingan
-from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
+from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, verify_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
-from twingan.errors import CheckpointError, ConfigError, TwinGANError
+from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError
 from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
 from twingan.training import config as config_lib
@@ -41,8 +41,6 @@ class Trainer:
         self.cfg = cfg
         self.device = resolve_device(str(cfg.device))
         if cfg.train.cpu_threads is not None:
-            if int(cfg.train.cpu_threads) < 1:
-                raise ConfigError(f"train.cpu_threads must be a positive integer or null, got {cfg.train.cpu_threads}")
             torch.set_num_threads(int(cfg.train.cpu_threads))
         self.dist = ddp.init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
@@ -166,6 +164,7 @@ class Trainer:
                 "trained with (see config.yaml in its run folder)"
             )
         tensors = load_tensors(path, device="cpu")
+        check_finite({k: v for k, v in tensors.items() if not k.startswith("rng.")}, path, "weight or optimiser")
         for prefix, module in (("model.", self.model), ("ema.", self.ema.model), ("disc.", self.discs)):
             sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
             module.load_state_dict(sub, strict=True)
@@ -219,7 +218,7 @@ class Trainer:
             return path
         for path in reversed(self.folder.list_checkpoints()):
             try:
-                read_meta(path)
+                verify_checkpoint(path)
                 return path
             except CheckpointError as exc:
                 log.warning("skipping unreadable checkpoint %s: %s", path, exc)
@@ -321,10 +320,17 @@ class Trainer:
         return {k: float(v) for k, v in logs.items()}
 
     def _apply_lr_factor(self) -> None:
-        base = float(self.cfg.train.optimizer.lr)
+        """The configured optimiser settings, the learning rate scaled by the run's rollback factor.
+
+        Called after every checkpoint load: a resume applies a changed train.optimizer setting instead of the
+        values stored in the checkpoint's optimiser state.
+        """
+        opt_cfg = self.cfg.train.optimizer
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] = base * self.lr_factor
+                group["lr"] = float(opt_cfg.lr) * self.lr_factor
+                group["betas"] = tuple(float(b) for b in opt_cfg.betas)
+                group["eps"] = float(opt_cfg.eps)
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
@@ -386,12 +392,16 @@ class Trainer:
             return
         from twingan.metrics.evaluate import evaluate_checkpoint, log_record
 
-        with torch.no_grad():
-            result = evaluate_checkpoint(
-                self.ema.model,
-                config=config_lib.config_to_dict(self.cfg),
-                baselines=bool(self.cfg.logging.eval.baselines),
-            )
+        try:
+            with torch.no_grad():
+                result = evaluate_checkpoint(
+                    self.ema.model,
+                    config=config_lib.config_to_dict(self.cfg),
+                    baselines=bool(self.cfg.logging.eval.baselines),
+                )
+        except NonFiniteOutputError as exc:
+            log.warning("eval at %d images skipped: %s", self.images_seen, exc)
+            return
         if self.logger:
             self.logger.log({"step": self.step, "images": self.images_seen, **log_record(result)})
 
@@ -406,22 +416,25 @@ class Trainer:
 
     def _run(self) -> Path:
         resume_path = self._find_resume()
+        if resume_path is not None:
+            for change in config_lib.resume_changes(read_meta(resume_path).get("config", {}), self.cfg, str(resume_path)):
+                log.info("resumed with a changed setting, applied from here on: %s", change)
         if self.dist.is_main:
             self.folder.create()
+            self.folder.remove_stale_temporaries()
             self.folder.save_config(self.cfg)
         ddp.barrier(self.dist)
         if resume_path is not None:
             self._load_state(resume_path)
+            self._apply_lr_factor()
             log.info("resumed from %s at %d images", resume_path, self.images_seen)
         if self.dist.is_main:
-            self.folder.remove_stale_temporaries()
             self.folder.truncate_log(self.images_seen)
-        if self.dist.is_main:
             self.logger = RunLogger(self.folder, bool(self.cfg.logging.tensorboard))
         end = self.schedule.total_images
         if self.cfg.train.max_images is not None:
             end = min(end, int(self.cfg.train.max_images))
-        ckpt_every = max(1, int(self.cfg.train.checkpoint.every_images))
+        ckpt_every = int(self.cfg.train.checkpoint.every_images)
         sample_every = int(self.cfg.logging.samples.every_images)
         bar = tqdm(
             total=end,
@@ -490,22 +503,35 @@ class Trainer:
             raise TrainingDiverged(f"ranks hold different weights at {self.images_seen} images; stopping")
 
     def _handle_divergence(self, message: str, last_path: Path | None) -> Path | None:
+        """Stop, or reload the last checkpoint with a lower learning rate (``train.nan_policy=rollback``).
+
+        The rollback count and the learning-rate factor belong to the run, not to the checkpoint rolled back
+        to: they carry over the reload, so every rollback counts against ``train.max_rollbacks``, the factor
+        compounds, and each retry draws fresh noise and augmentation.
+        """
         policy = str(self.cfg.train.nan_policy)
         if self.logger:
             self.logger.log({"images": self.images_seen, "step": self.step, "event": "non-finite loss", "detail": message})
-        if policy == "stop" or last_path is None or self.rollbacks >= int(self.cfg.train.max_rollbacks):
+        limit = int(self.cfg.train.max_rollbacks)
+        if policy == "stop" or last_path is None or self.rollbacks >= limit:
             where = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was written"
+            if policy == "rollback" and last_path is not None:
+                advice = (f"gave up after {self.rollbacks} rollbacks (train.max_rollbacks={limit}, learning rate "
+                          f"x{self.lr_factor:g}). Lower train.optimizer.lr or set train.grad_clip")
+            else:
+                advice = "Lower train.optimizer.lr, set train.grad_clip, or use train.nan_policy=rollback"
             raise TrainingDiverged(
-                f"training diverged: {message}; {where}. No checkpoint was written after the failure. "
-                "Lower train.optimizer.lr, set train.grad_clip, or use train.nan_policy=rollback."
+                f"training diverged: {message}; {where}. No checkpoint was written after the failure; {advice}."
             )
+        rollbacks = self.rollbacks + 1
+        lr_factor = self.lr_factor * float(self.cfg.train.rollback_lr_factor)
         self._load_state(last_path)
-        self.rollbacks += 1
-        self.lr_factor *= float(self.cfg.train.rollback_lr_factor)
+        self.rollbacks, self.lr_factor = rollbacks, lr_factor
         self._apply_lr_factor()
         self.noise_rng.manual_seed(self._rank_seed(2) + 7919 * self.rollbacks)
         self.aug_rng.manual_seed(self._rank_seed(1) + 7919 * self.rollbacks)
-        log.warning("%s; rolled back to %s with learning rate x%g", message, last_path, self.lr_factor)
+        log.warning("%s; rollback %d of at most %d: back to %s with learning rate x%g", message, self.rollbacks,
+                    limit, last_path, self.lr_factor)
         return last_path
 
 

@@ -78,7 +78,7 @@ class UploadField(gr.Image):
         upload_root = Path(self.GRADIO_CACHE).resolve()
         stored = Path(path).resolve()
         if not stored.is_relative_to(upload_root) or not stored.is_file():
-            raise gr.Error("Refused: that file was not uploaded to this server.")
+            raise gr.Error("Refused: that file was not uploaded to this server (or was removed to save space); upload it again.")
         with open(stored, "rb") as fh:
             return fh.read(self.max_bytes + 1)  # one byte more lets decode_upload say "too large"
 

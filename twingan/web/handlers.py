@@ -9,9 +9,11 @@ whose message the page shows as is.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
@@ -20,7 +22,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from twingan.checkpoint import file_sha256
-from twingan.data.image_io import load_image
+from twingan.data.image_io import ACCEPTED_FORMATS, load_image
 from twingan.errors import ConfigError, ImageLoadError, TwinGANError
 from twingan.faces import FaceDetector
 from twingan.inference import Translator
@@ -32,9 +34,9 @@ PathLike = Union[str, os.PathLike]
 HUMAN_DOMAIN = "human"
 """Pictures of this domain are photos: MTCNN finds and aligns their faces (as `twingan translate` does)."""
 EMBEDDING_KINDS = ("full", "pooled")
-UPLOAD_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
-"""Decoders an upload may reach. Pillow also opens formats whose plugins call out to other programs
-(EPS runs Ghostscript); a public upload field must not lead there."""
+UPLOAD_FORMATS = ACCEPTED_FORMATS
+"""Decoders an upload may reach: the toolkit's one list. Pillow also opens formats whose plugins call out to
+other programs (EPS runs Ghostscript); a public upload field must not lead there."""
 MISSING_TILE_GRAY = 128
 
 
@@ -57,9 +59,16 @@ class WebLimits:
     """Requests that run the model at the same time; the others wait in the queue."""
     queue_size: int = 16
     """Requests that may wait; more are turned away with "queue full" instead of piling up in memory."""
+    max_stored_bytes: int = 256 * 2**20
+    """The server's scratch folder (Gradio's stored uploads and outputs) is pruned, oldest files first, to this
+    total, so a crowd of uploads cannot fill the disk."""
+    prune_every_s: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "min_side", "max_faces", "max_k", "concurrency", "queue_size"):
+        if not isinstance(self.prune_every_s, (int, float)) or not self.prune_every_s > 0:
+            raise ConfigError(f"web limit prune_every_s must be a positive number, got {self.prune_every_s!r}")
+        for name in ("max_upload_bytes", "max_pixels", "min_side", "max_faces", "max_k", "concurrency", "queue_size",
+                     "max_stored_bytes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"web limit {name} must be a positive integer, got {value!r}")
@@ -123,14 +132,34 @@ def decode_upload(data: bytes, workdir: PathLike, limits: WebLimits) -> Image.Im
 
 def _check_format(path: str) -> None:
     Image.init()  # registers every plugin: Image.open(formats=...) looks the names up without doing so
-    available = [name for name in UPLOAD_FORMATS if name in Image.OPEN]  # WebP may be missing from a build
     try:
-        with Image.open(path, formats=available):
+        with Image.open(path, formats=UPLOAD_FORMATS):
             pass
+    except Image.DecompressionBombError:
+        return  # of an accepted format (the check comes after the format's plugin took it): load_image refuses it
     except UnidentifiedImageError as exc:
         raise ImageLoadError(path, f"not an image of a supported format ({', '.join(UPLOAD_FORMATS)})") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(path, f"truncated or corrupt image ({exc})") from exc
+
+
+def prune_folder(folder: PathLike, max_bytes: int) -> int:
+    """Delete the oldest files below ``folder`` until the rest total at most ``max_bytes``; returns the bytes freed."""
+    files = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                stat = os.stat(os.path.join(dirpath, name), follow_symlinks=False)
+                files.append((stat.st_mtime, stat.st_size, os.path.join(dirpath, name)))
+    excess = sum(size for _, size, _ in files) - max_bytes
+    freed = 0
+    for _, size, path in sorted(files):
+        if freed >= excess:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            freed += size
+    return freed
 
 
 def _megabytes(size: int) -> str:
@@ -161,6 +190,13 @@ class WebDemo:
         self.gallery_root = Path(gallery_root) if gallery_root is not None else Path.cwd()
         self.query_meta = self._check_index(translator, index) if index is not None else None
         self.workdir = Path(tempfile.mkdtemp(prefix="twingan-web-"))
+        self._closed = threading.Event()
+        self._janitor = threading.Thread(target=self._prune_until_closed, name="twingan-web-prune", daemon=True)
+        self._janitor.start()
+
+    def _prune_until_closed(self) -> None:
+        while not self._closed.wait(self.limits.prune_every_s):
+            prune_folder(self.workdir, self.limits.max_stored_bytes)
 
     @staticmethod
     def _check_index(translator: Translator, index: Index) -> EmbeddingMeta:
@@ -177,6 +213,8 @@ class WebDemo:
         return meta
 
     def close(self) -> None:
+        self._closed.set()
+        self._janitor.join()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ------------------------------------------------------------ description

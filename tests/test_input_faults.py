@@ -1,0 +1,273 @@
+"""Inputs under abuse: symbolic link loops, empty folders, unreadable and oddly named files, AVIF, decompression
+bombs at the web upload, a translate run killed between the renames of one input's outputs."""
+from __future__ import annotations
+
+import errno
+import io
+import json
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from twingan.cli.main import main
+from twingan.data.image_io import ACCEPTED_FORMATS, IMAGE_EXTENSIONS, load_image
+from twingan.errors import ImageLoadError
+from twingan.search.embeddings_store import EmbeddingStore
+from twingan.web import WebInputError, WebLimits, decode_upload
+
+
+def picture(seed: int, size: int = 24) -> Image.Image:
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8))
+
+
+def folder_with_link_loops(root: Path) -> Path:
+    """Two good pictures, a link to itself and two links to each other."""
+    root.mkdir()
+    picture(0).save(root / "a.png")
+    picture(1).save(root / "z.png")
+    (root / "self.png").symlink_to("self.png")
+    (root / "ping.png").symlink_to("pong.png")
+    (root / "pong.png").symlink_to("ping.png")
+    return root
+
+
+def translate_cli(checkpoint: Path, *inputs, out: Path, extra=()) -> int:
+    return main(["translate", str(checkpoint), *map(str, inputs), "--to", "anime", "--out", str(out),
+                 "--no-detect", "--no-progress", *extra])
+
+
+def embed_cli(checkpoint: Path, *inputs, out: Path, extra=()) -> int:
+    return main(["embed", str(checkpoint), *map(str, inputs), "--domain", "human", "--out", str(out),
+                 "--device", "cpu", "--no-progress", *extra])
+
+
+def test_a_symlink_loop_is_one_line_and_the_rest_is_translated(tiny_checkpoint, tmp_path, capsys):
+    src = folder_with_link_loops(tmp_path / "in")
+    out = tmp_path / "out"
+    assert translate_cli(tiny_checkpoint, src, out=out) == 1
+    captured = capsys.readouterr()
+    assert "2 translated, 3 failed" in captured.out
+    loops = [line for line in captured.err.splitlines() if "symbolic link loop" in line]
+    assert sorted(line.split(":")[0] for line in loops) == [str(src / n) for n in ("ping.png", "pong.png", "self.png")]
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "z.png"]
+
+
+def test_a_symlink_loop_is_one_line_and_the_rest_is_embedded(tiny_checkpoint, tmp_path, capsys):
+    src = folder_with_link_loops(tmp_path / "in")
+    out = tmp_path / "store"
+    assert embed_cli(tiny_checkpoint, src, out=out) == 1
+    captured = capsys.readouterr()
+    assert "2 embedded, 3 failed" in captured.out
+    assert sum("symbolic link loop" in line for line in captured.err.splitlines()) == 3
+    assert len(EmbeddingStore.open(out)) == 2
+
+
+@pytest.mark.parametrize("command", [translate_cli, embed_cli])
+def test_an_empty_folder_says_so_and_fails(tiny_checkpoint, tmp_path, capsys, command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no pictures here")
+    assert command(tiny_checkpoint, empty, out=tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert f"{empty}: no images found in this folder" in err and ".avif" in err
+
+
+def test_a_file_that_cannot_be_read_is_not_called_corrupt(tmp_path, monkeypatch):
+    path = tmp_path / "locked.png"
+    picture(2).save(path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", refuse)
+    with pytest.raises(ImageLoadError, match="permission denied") as caught:
+        load_image(path)
+    assert "corrupt" not in str(caught.value)
+
+
+def test_odd_file_names_are_printed_quoted_on_one_line(tiny_checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    picture(3).save(src / "good.png")
+    odd = src / "evil\n\x1b[2Jname.png"
+    odd.write_bytes(b"not a picture")
+    assert translate_cli(tiny_checkpoint, src, out=tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "\x1b" not in err
+    [line] = [line for line in err.splitlines() if "evil" in line]
+    assert line.startswith(repr(str(odd))) and "not an image" in line
+
+
+def avif_bytes(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    picture(seed, 32).save(buffer, format="AVIF", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.mark.skipif("AVIF" not in ACCEPTED_FORMATS, reason="this Pillow build has no AVIF decoder")
+def test_avif_is_accepted_by_every_entry_point(tiny_checkpoint, tmp_path, capsys):
+    assert ".avif" in IMAGE_EXTENSIONS
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "face.avif").write_bytes(avif_bytes(4))
+    assert translate_cli(tiny_checkpoint, src, out=tmp_path / "out") == 0
+    assert (tmp_path / "out" / "face.png").exists()
+    assert embed_cli(tiny_checkpoint, src, out=tmp_path / "store") == 0
+    assert len(EmbeddingStore.open(tmp_path / "store")) == 1
+    work = tmp_path / "uploads"
+    work.mkdir()
+    assert decode_upload(avif_bytes(5), work, WebLimits()).size == (32, 32)
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims ``width`` x ``height`` pixels (1-bit gray) and holds none: a decompression bomb's header."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    end = struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+    return b"\x89PNG\r\n\x1a\n" + chunk + end
+
+
+def test_a_decompression_bomb_upload_gets_the_refusal_of_the_cli(tmp_path):
+    bomb = png_header_only(40_000, 40_000)
+    file = tmp_path / "bomb.png"
+    file.write_bytes(bomb)
+    with pytest.raises(ImageLoadError) as cli:
+        load_image(file)
+    work = tmp_path / "uploads"
+    work.mkdir()
+    with pytest.raises(WebInputError) as web:
+        decode_upload(bomb, work, WebLimits())
+    assert "too large" in cli.value.reason and cli.value.reason in str(web.value)
+    assert list(work.iterdir()) == []
+
+
+KILL_AT_FIRST_PUBLISH = """
+import os, signal, sys
+from pathlib import Path
+out = Path(sys.argv[1]).resolve()
+real_replace = os.replace
+def replace(src, dst):
+    real_replace(src, dst)
+    if Path(dst).resolve().parent == out:
+        os.kill(os.getpid(), signal.SIGKILL)
+os.replace = replace
+from twingan.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_a_translate_killed_between_two_renames_is_redone_and_leaves_no_temporary(tiny_checkpoint, tmp_path,
+                                                                                    capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    picture(6).save(src / "a.png")
+    out = tmp_path / "out"
+    args = ["translate", str(tiny_checkpoint), str(src), "--to", "anime", "--out", str(out), "--no-detect",
+            "--side-by-side", "--no-progress"]
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_FIRST_PUBLISH, str(out), *args], capture_output=True,
+                            text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    published = [p.name for p in out.iterdir() if not p.name.startswith(".")]
+    assert published == ["a_side.png"]  # the main output comes last: its absence says the input is not done
+    assert [p for p in out.iterdir() if p.name.startswith(".")], "the kill left the main output's temporary file"
+    assert main(args) == 0
+    assert "1 translated" in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_side.png"]
+
+
+def test_an_embed_write_that_fails_leaves_no_orphan_paths_file(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    picture(7).save(src / "a.png")
+    out = tmp_path / "store"
+    real_save = np.save
+
+    def disk_full(fh, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    assert embed_cli(tiny_checkpoint, src, out=out) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no space left on the device" in err[0] and "shard_000000" in err[0], err
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json"]
+    monkeypatch.setattr(np, "save", real_save)
+    (out / "shard_000000.paths.json").write_text(json.dumps(["/gone.png"]))  # as an earlier version left it
+    assert embed_cli(tiny_checkpoint, src, out=out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "shard_000000.npy", "shard_000000.paths.json"]
+    assert len(EmbeddingStore.open(out)) == 1
+
+
+def test_embed_detect_without_a_face_suggests_an_option_embed_has(tiny_checkpoint, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.new("RGB", (64, 64), (128, 128, 128)).save(src / "blank.png")
+    assert embed_cli(tiny_checkpoint, src, out=tmp_path / "store", extra=["--detect"]) == 1
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "blank.png" in line]
+    assert "no face found" in line and "without --detect" in line
+    assert "--no-detect" not in line and "--fallback" not in line
+
+
+def test_the_web_scratch_folder_is_pruned_to_its_bound_oldest_first(tiny_checkpoint, tmp_path):
+    import os
+    import time
+
+    from twingan.inference import Translator
+    from twingan.web import WebDemo
+    from twingan.web.handlers import prune_folder
+
+    folder = tmp_path / "scratch"
+    (folder / "sub").mkdir(parents=True)
+    for i in range(5):
+        file = folder / "sub" / f"upload{i}"
+        file.write_bytes(b"x" * 1000)
+        os.utime(file, (1000 + i, 1000 + i))
+    assert prune_folder(folder, 2500) == 3000
+    assert sorted(p.name for p in (folder / "sub").iterdir()) == ["upload3", "upload4"]
+
+    demo = WebDemo(Translator.load(tiny_checkpoint, device="cpu"),
+                   limits=WebLimits(max_stored_bytes=50_000, prune_every_s=0.05))
+    try:
+        uploads = demo.workdir / "gradio" / "abc"
+        uploads.mkdir(parents=True)
+        for i in range(30):  # a crowd: 30 uploads of 10 kB
+            (uploads / f"photo{i}.png").write_bytes(b"x" * 10_000)
+        deadline = time.monotonic() + 10
+        while sum(p.stat().st_size for p in uploads.iterdir()) > 50_000:
+            assert time.monotonic() < deadline, "the scratch folder was not pruned"
+            time.sleep(0.05)
+    finally:
+        demo.close()
+    assert not demo.workdir.exists()
+
+
+INDEX_SAVE_WITH_A_FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from twingan.errors import TwinGANError
+from twingan.search import EmbeddingMeta, Index
+vectors = np.random.default_rng(0).standard_normal((2000, 64)).astype(np.float32)
+vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+index = Index.build(vectors, [f"p{i}.png" for i in range(2000)], EmbeddingMeta("0" * 64, "full", 64),
+                    kind="flat", domain="anime", device="cpu")
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    index.save(sys.argv[1])
+except TwinGANError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def test_an_index_write_that_fails_is_one_line_and_leaves_nothing(tmp_path):
+    done = subprocess.run([sys.executable, "-c", INDEX_SAVE_WITH_A_FULL_DISK, str(tmp_path / "g.index")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip() == f"cannot write {tmp_path / 'g.index'}: file too large for this file system or " \
+                                  "the process's file size limit"
+    assert list(tmp_path.iterdir()) == []
