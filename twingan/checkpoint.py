@@ -6,6 +6,10 @@ architecture, the resolved training config, the schedule position, data
 positions, RNG states that are not tensors) is JSON in the safetensors metadata
 under the key ``twingan``. Nothing is pickled, so loading never runs code, and
 a checkpoint always carries the architecture its weights belong to.
+
+The metadata's ``kind`` says what a file holds: ``training`` (everything a run
+resumes from) or ``release`` (only the ``ema.`` translator and a path-free
+summary, :mod:`twingan.inference.release`); both load for inference.
 """
 from __future__ import annotations
 
@@ -80,6 +84,9 @@ def load_translator(
     model = TwinGAN(cfg)
     state = load_tensors(path, prefix=f"{weights}.")
     if not state:
+        if meta.get("kind") == "release":
+            raise CheckpointError(f"{path}: a release file holds only the EMA translator; the '{weights}' "
+                                  "weights are in the training checkpoint it was made from")
         raise CheckpointError(f"{path}: the checkpoint holds no '{weights}' weights")
     _load_state_strict(model, state, path, weights)
     progress = meta.get("progress", {})

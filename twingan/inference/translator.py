@@ -43,6 +43,7 @@ from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError
+from twingan.inference.download import resolve_pretrained
 from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN
 
@@ -89,8 +90,13 @@ class Translator:
         self.path = Path(path) if path is not None else None
 
     @classmethod
-    def load(cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema") -> "Translator":
-        """Load a twingan checkpoint; ``device`` 'auto' picks CUDA when available; EMA weights by default."""
+    def load(
+        cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema", sha256: str | None = None
+    ) -> "Translator":
+        """Load a twingan checkpoint or release file; ``device`` 'auto' picks CUDA when available; EMA weights
+        by default. ``path`` may be an http(s) URL, downloaded once and checked against ``sha256`` (see
+        :func:`twingan.inference.download.resolve_pretrained`)."""
+        path = resolve_pretrained(path, sha256)
         model, meta = load_translator(path, device=resolve_device(device), weights=weights)
         return cls(model, meta, path)
 

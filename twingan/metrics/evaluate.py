@@ -105,6 +105,7 @@ def evaluate_checkpoint(
         model, meta = load_translator(path_or_model, device=resolve_device(device))
         checkpoint = str(path_or_model)
     train_config = config if config is not None else (meta.get("config") or {})
+    released = meta.get("training") or {}  # a release file: no config, a path-free summary of it
     root = _synthetic_root(synthetic_root, train_config, checkpoint) if paired else None
     if root is None and not wants_fid:
         raise ConfigError(
@@ -129,11 +130,11 @@ def evaluate_checkpoint(
         "fid": None,
     }
     with _eval_mode(model), torch.no_grad():
-        systems = _systems(model, baselines, int(train_config.get("seed", 0)))
+        systems = _systems(model, baselines, int(train_config.get("seed", released.get("seed") or 0)))
         result["systems"] = list(systems)
         result["scores"] = {name: {} for name in systems}
         if root is not None:
-            mapping = dict(style_domains) if style_domains else style_domains_from_config(train_config)
+            mapping = dict(style_domains or released.get("style_domains") or style_domains_from_config(train_config))
             _check_style_domains(mapping, model)
             test_set = load_paired_test_set(root, model.resolution)
             parts = conditioning_parts(model)
