@@ -292,7 +292,7 @@ def test_api_errors_are_clear(translator):
 
 
 def test_torch_hub_loads_the_translator(translator, tiny_checkpoint):
-    hub_translator = torch.hub.load(str(REPO_ROOT), "twingan", source="local", path=str(tiny_checkpoint))
+    hub_translator = torch.hub.load(str(REPO_ROOT), "twingan", source="local", pretrained=str(tiny_checkpoint))
     rgb = pattern(16, 16, 5)
     assert np.array_equal(np.asarray(hub_translator.translate(rgb, to="anime")),
                           np.asarray(translator.translate(rgb, to="anime")))

@@ -27,7 +27,6 @@ KINDS = ("auto", "flat", "ivf_sq8", "ivf_pq", "hnsw")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index",
-        help="build, extend, inspect and query the similar-face index",
         description="The FAISS similar-face index over embeddings stores made by `twingan embed`.",
     )
     index_sub = parser.add_subparsers(dest="index_command", metavar="ACTION")
