@@ -170,11 +170,11 @@ def training_sample(stores: Sequence["EmbeddingStore"], sizes: Sequence[int], co
 def add_stores(index: "Index", stores: Sequence["EmbeddingStore"], *, skip_existing: bool) -> tuple[int, int]:
     """Add every shard of ``stores`` with a progress bar; return (added, skipped)."""
     import numpy as np
-    from tqdm import tqdm
+    from twingan.utils.progress import progress_bar
 
     known = set(index.paths) if skip_existing else set()
     added = skipped = 0
-    with tqdm(total=sum(len(s) for s in stores), unit="vec", desc="indexing", file=sys.stderr) as bar:
+    with progress_bar(total=sum(len(s) for s in stores), unit="vec", desc="indexing", file=sys.stderr) as bar:
         for store in stores:
             for vectors, paths in store.iter_shards():
                 keep = [i for i, p in enumerate(paths) if p not in known]

@@ -35,7 +35,6 @@ from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
@@ -55,6 +54,7 @@ from twingan.metrics.paired import (
     paired_scores,
 )
 from twingan.models import TwinGAN
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -352,7 +352,7 @@ class _FolderImages:
     def batches(self, progress: bool, label: str) -> Iterator[torch.Tensor]:
         self.skipped, self.count = [], 0
         arrays: list[np.ndarray] = []
-        for index, path in enumerate(tqdm(self.files, desc=label, unit="img", disable=not progress)):
+        for index, path in enumerate(progress_bar(self.files, desc=label, unit="img", disable=not progress)):
             try:
                 arrays.append(resize_square(load_image(path), self.resolution))
             except ImageLoadError as exc:

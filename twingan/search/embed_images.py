@@ -32,6 +32,7 @@ from twingan.inference.faces_pipeline import FacePipeline
 from twingan.inference.files import DEFAULT_MIN_SIDE, Failure
 from twingan.inference.translator import DEFAULT_BATCH_SIZE, Translator
 from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingStore
+from twingan.utils.progress import progress_bar
 
 EMBEDDING_KINDS = ("full", "pooled")
 DEFAULT_SHARD_SIZE = 4096
@@ -188,7 +189,7 @@ def embed_files(
             pending_keys.clear()
 
     try:
-        with tqdm(total=len(todo), unit="img", desc="embedding", file=sys.stderr, disable=not progress) as bar:
+        with progress_bar(total=len(todo), unit="img", desc="embedding", file=sys.stderr, disable=not progress) as bar:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 keys = {path: key for path, key in chunk}
