@@ -187,3 +187,18 @@ def test_a_url_without_a_network_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     with pytest.raises(CheckpointError, match="download failed .*download the file elsewhere and pass its path"):
         twingan.load(f"http://127.0.0.1:{port}/model.safetensors", device="cpu", sha256="ab" * 32)
+
+
+def test_training_summary_of_real_data_names_no_path():
+    from twingan.inference.release import describe_training, training_summary
+
+    meta = {"kind": "training", "progress": {"images_seen": 12000, "resolution": 256}, "config": {
+        "name": "selfie2anime", "seed": 3,
+        "data": {"synthetic": None, "domains": {
+            "human": {"kind": "celeba", "root": "/data/celeba", "split": "train"},
+            "anime": {"kind": "getchu", "root": "/home/me/anime", "split": "all"}}}}}
+    summary = training_summary(meta)
+    assert summary["style_domains"] is None and not summary["synthetic_only"]
+    assert "/data" not in json.dumps(summary) and "/home" not in json.dumps(summary)
+    line = describe_training(summary)
+    assert line == "Trained for 12,000 images on human: a celeba dataset, train split; anime: a getchu dataset, all split."
