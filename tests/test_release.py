@@ -126,6 +126,27 @@ def test_commands_accept_a_release(release, synthetic_root, tmp_path, capsys):
     assert len(list(out.glob("*.png"))) == 4
 
 
+def test_a_release_and_its_training_checkpoint_share_indexes(release, tiny_checkpoint, synthetic_root, tmp_path,
+                                                               capsys):
+    """The release embeds exactly as its checkpoint does, so an index built with one is searched with the other,
+    by `twingan index query` and by the web demo (`twingan serve --index`)."""
+    from twingan.search import Index
+    from twingan.web.handlers import WebDemo
+
+    gallery = synthetic_root / "test" / "anime"
+    query = sorted(gallery.glob("*.png"))[0]
+    for embedder, searcher in ((tiny_checkpoint, release), (release, tiny_checkpoint)):
+        store, index = tmp_path / f"{embedder.stem}.emb", tmp_path / f"{embedder.stem}.twgidx"
+        assert main(["embed", str(embedder), str(gallery), "--domain", "anime", "--out", str(store), "--device",
+                     "cpu", "--no-progress"]) == 0
+        assert main(["index", "build", str(store), "--out", str(index), "--kind", "flat"]) == 0
+        capsys.readouterr()
+        assert main(["index", "query", str(index), str(query), "--checkpoint", str(searcher), "--domain", "anime",
+                     "--k", "1", "--device", "cpu"]) == 0
+        assert query.name in capsys.readouterr().out
+        WebDemo(Translator.load(searcher, device="cpu"), Index.load(index, device="cpu")).close()
+
+
 def test_torch_hub_loads_a_release(release, photos):
     hub = torch.hub.load(str(REPO_ROOT), "twingan", source="local", pretrained=str(release))
     direct = twingan.load(release, device="cpu")

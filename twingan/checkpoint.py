@@ -120,6 +120,16 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(path: PathLike, meta: dict[str, Any]) -> str:
+    """The hash that identifies a file's translator for embeddings and indexes: a release's is that of the
+    training checkpoint it was copied from byte for byte (the two embed alike, so they share indexes); any
+    other file's is its own content hash."""
+    source = meta.get("source") or {}
+    if meta.get("kind") == "release" and source.get("sha256"):
+        return str(source["sha256"])
+    return file_sha256(path)
+
+
 class _open:
     """safe_open with our error messages for missing, foreign and truncated files."""
 

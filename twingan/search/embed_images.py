@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from twingan.checkpoint import file_sha256
+from twingan.checkpoint import weights_sha256
 from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, load_image
 from twingan.errors import ConfigError, ImageLoadError
 from twingan.faces import FaceDetector
@@ -63,13 +63,15 @@ class FaceCrops:
 
 
 def embedding_meta(translator: Translator, kind: str) -> EmbeddingMeta:
-    """What identifies embeddings of ``translator`` (its checkpoint file's sha256), ``kind`` and dimension."""
+    """What identifies embeddings of ``translator`` (its checkpoint's :func:`~twingan.checkpoint.weights_sha256`:
+    a release and its training checkpoint share it), ``kind`` and dimension."""
     if kind not in EMBEDDING_KINDS:
         raise ConfigError(f"embedding kind must be one of {list(EMBEDDING_KINDS)}, got {kind!r}")
     if translator.path is None:
         raise ConfigError("embeddings need the translator's checkpoint file (its hash identifies them)")
     model = {"domains": list(translator.domains), "resolution": translator.resolution}
-    return EmbeddingMeta(file_sha256(translator.path), kind, translator.embedding_dim(kind), model=model)
+    sha256 = weights_sha256(translator.path, translator.meta)
+    return EmbeddingMeta(sha256, kind, translator.embedding_dim(kind), model=model)
 
 
 def collect_image_files(args: Sequence[str]) -> tuple[list[Path], list[Failure]]:

@@ -19,7 +19,6 @@ from typing import Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from twingan.checkpoint import file_sha256
 from twingan.data.image_io import load_image
 from twingan.errors import ConfigError, ImageLoadError, TwinGANError
 from twingan.faces import FaceDetector
@@ -28,6 +27,7 @@ from twingan.data.synthetic import params_for_index, render
 from twingan.inference.faces_pipeline import FacePipeline, PhotoResult
 from twingan.inference.release import describe_training, training_summary
 from twingan.search import EmbeddingMeta, Index
+from twingan.search.embed_images import embedding_meta
 
 PathLike = Union[str, os.PathLike]
 
@@ -190,7 +190,7 @@ class WebDemo:
             )
         if translator.path is None:
             raise ConfigError("searching an index needs the translator's checkpoint file (to check it made the index)")
-        meta = EmbeddingMeta(file_sha256(translator.path), kind, translator.embedding_dim(kind))
+        meta = embedding_meta(translator, kind)
         meta.check_matches(index.meta, this=f"the checkpoint {translator.path}", that="the index")
         return meta
 
