@@ -100,7 +100,9 @@ def test_export_release_cli_reports_the_size_and_refuses_direction_options(tiny_
     text = capsys.readouterr().out
     release = tmp_path / "run.release.safetensors"  # the default name, beside the checkpoint
     assert f"wrote {release}" in text and "the training checkpoint is" in text and "% of it" in text
-    assert "Not scored" in card_path(release).read_text() and read_meta(release)["scores"] is None
+    assert "unscored (scoring switched off by --no-eval; see the card)" in text
+    assert "Not scored when the release was made (scoring switched off by --no-eval)" in card_path(release).read_text()
+    assert read_meta(release)["scores"] is None
     assert main(["export", str(checkpoint), "--format", "release", "--to", "anime"]) == 1
     assert "a release holds every one" in capsys.readouterr().err
     assert main(["export", str(release), "--format", "release", "--out", str(tmp_path / "again.safetensors")]) == 1

@@ -85,6 +85,6 @@ def _release(args: argparse.Namespace) -> int:
         raise ConfigError("--synthetic and --no-eval contradict each other; pass one")
     result = write_release(args.checkpoint, args.out, synthetic_root=args.synthetic, evaluate=not args.no_eval)
     print(f"wrote {result.path}: {result.size_line()}; sha256 {result.sha256}")
-    scored = "with its eval scores" if result.scores else "unscored (no synthetic test set; see the card)"
+    scored = "with its eval scores" if result.scores else f"unscored ({result.unscored_reason}; see the card)"
     print(f"wrote {result.card}: the model card, {scored}")
     return 0

@@ -42,6 +42,8 @@ PathLike = Union[str, os.PathLike]
 RELEASE_KIND = "release"
 TRAINING_KIND = "training"
 WEIGHTS_PREFIX = "ema."
+NO_TEST_SET = "no synthetic paired test set at hand"
+NOT_EVALUATED = "scoring switched off by --no-eval"
 
 
 @dataclass
@@ -52,6 +54,7 @@ class ReleaseResult:
     checkpoint_size: int
     sha256: str
     scores: dict[str, dict[str, float]] | None
+    unscored_reason: str | None = None
 
     def size_line(self) -> str:
         """The release's size against the training checkpoint's."""
@@ -168,8 +171,9 @@ def write_release(
     save_checkpoint(out, tensors, release_meta)
     sha = file_sha256(out)
     card = card_path(out)
-    atomic_write_text(card, model_card(out, release_meta, sha, out.stat().st_size))
-    return ReleaseResult(out, card, out.stat().st_size, checkpoint.stat().st_size, sha, scores)
+    reason = None if scores else (NOT_EVALUATED if not evaluate else NO_TEST_SET)
+    atomic_write_text(card, model_card(out, release_meta, sha, out.stat().st_size, reason or ""))
+    return ReleaseResult(out, card, out.stat().st_size, checkpoint.stat().st_size, sha, scores, reason)
 
 
 def _scores(
@@ -193,8 +197,9 @@ def _scores(
     return result["scores"]
 
 
-def model_card(release: PathLike, meta: Mapping[str, Any], sha256: str, size: int) -> str:
-    """The markdown model card of a release file."""
+def model_card(
+    release: PathLike, meta: Mapping[str, Any], sha256: str, size: int, unscored_reason: str = "") -> str:
+    """The markdown model card of a release file; ``unscored_reason`` says why a card without scores has none."""
     release = Path(release)
     cfg = meta["model_config"]
     summary = meta.get("training") or {}
@@ -243,7 +248,7 @@ def model_card(release: PathLike, meta: Mapping[str, Any], sha256: str, size: in
             lines += [verdict, ""]
     else:
         lines += [
-            "Not scored when the release was made (no synthetic paired test set at hand). "
+            f"Not scored when the release was made ({unscored_reason or NO_TEST_SET}). "
             f"`twingan eval {release.name} --synthetic ROOT --baselines` scores it on the synthetic faces; "
             "`--real SRC=DIR --target DST=DIR` adds FID/KID on real images.",
             "",
