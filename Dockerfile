@@ -16,6 +16,9 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends libgomp1 \
     && rm -rf /var/lib/apt/lists/*
 
+# The CPU builds of torch and torchvision (the default ones bring gigabytes of CUDA libraries), in their own layer.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch>=2.6" "torchvision>=0.21"
+
 WORKDIR /src
 COPY . /src
 RUN pip install "/src[web]" && rm -rf /src
