@@ -221,6 +221,10 @@ def test_cli_human_reference_is_detected_and_aligned(style_checkpoint, synthetic
                      "--reference", str(tmp_path / "astronaut.png"), "--no-progress", *extra]) == 0
         expected = api.translate(load_image(source), to="human", reference=expected_ref)
         assert np.array_equal(np.asarray(Image.open(out / "00000.png")), np.asarray(expected))
+        # The photo API takes the reference the way the CLI does (detected and aligned unless detect=False).
+        result = api.translate_photo(source, to="human", reference=tmp_path / "astronaut.png",
+                                     detect=False if extra else None)
+        assert np.array_equal(np.asarray(result.avatar), np.asarray(expected))
     capsys.readouterr()
 
 
@@ -406,14 +410,13 @@ def test_web_page_offers_only_the_inputs_the_checkpoint_takes(style_checkpoint, 
             web.close()
 
 
-@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_cli_export_of_a_style_checkpoint(style_checkpoint, tmp_path, capsys):
     from twingan.inference.export import read_export_metadata
 
-    out = tmp_path / "styled.pt"
-    assert main(["export", str(style_checkpoint), "--format", "torchscript", "--to", "anime", "--out", str(out)]) == 0
+    out = tmp_path / "styled.pt2"
+    assert main(["export", str(style_checkpoint), "--format", "pt2", "--to", "anime", "--out", str(out)]) == 0
     assert "also reference (see the file's metadata)" in capsys.readouterr().out
     assert read_export_metadata(out)["inputs"] == ["image", "reference"]
-    assert main(["export", str(style_checkpoint), "--format", "torchscript", "--to", "anime", "--out", str(out),
+    assert main(["export", str(style_checkpoint), "--format", "pt2", "--to", "anime", "--out", str(out),
                  "--plain"]) == 0
     assert "also" not in capsys.readouterr().out and read_export_metadata(out)["inputs"] == ["image"]

@@ -9,7 +9,7 @@ from skimage import data
 from skimage.feature import Cascade
 
 from twingan.faces import FaceDetector, apply_transform, face_alignment_transform, invert_transform, paste_back
-from twingan.faces.align import canonical_landmarks, warp_array, warp_to_crop
+from twingan.faces.align import canonical_landmarks, face_mask, match_colours, warp_array, warp_to_crop
 
 
 @pytest.fixture(scope="module")
@@ -180,3 +180,92 @@ def test_detection_on_a_downscaled_copy_maps_back_to_full_resolution(detector, a
     # Detected on the 512 copy, reported in 1024 coordinates: twice the original detection.
     expected = (astronaut_faces[0].landmarks + 0.5) * 2 - 0.5
     assert np.abs(faces[0].landmarks - expected).max() < 1.0
+
+
+# ------------------------------------------------------------------ paste-back through the face oval
+
+
+def _crop_coordinates(matrix: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Crop (x, y) of every photo pixel centre, straight from M (numpy, no OpenCV)."""
+    ys, xs = np.mgrid[0 : shape[0], 0 : shape[1]].astype(float)
+    return (matrix[0, 0] * xs + matrix[0, 1] * ys + matrix[0, 2], matrix[1, 0] * xs + matrix[1, 1] * ys + matrix[1, 2])
+
+
+def _mask_support(mask: np.ndarray, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+    """Whether any of the four crop pixels around each (cx, cy) has alpha > 0 (bilinear warping reads those)."""
+    h, w = mask.shape
+    inside = (cx > -1) & (cx < w) & (cy > -1) & (cy < h)
+    x0, y0 = np.floor(cx).astype(int), np.floor(cy).astype(int)
+    support = np.zeros(cx.shape, dtype=bool)
+    for dx in (0, 1):
+        for dy in (0, 1):
+            xi, yi = np.clip(x0 + dx, 0, w - 1), np.clip(y0 + dy, 0, h - 1)
+            valid = inside & (x0 + dx >= 0) & (x0 + dx < w) & (y0 + dy >= 0) & (y0 + dy < h)
+            support |= valid & (mask[yi, xi] > 0)
+    return support
+
+
+def test_face_mask_covers_the_face_and_nothing_at_the_crop_edge(astronaut_faces):
+    size = 128
+    matrix = face_alignment_transform(astronaut_faces[0].landmarks, size)
+    points = apply_transform(matrix, astronaut_faces[0].landmarks)
+    mask = face_mask(points, size, size, feather=0.1)
+    assert mask.dtype == np.float32 and mask.shape == (size, size)
+    for x, y in np.rint(points).astype(int):  # eyes, nose, mouth corners: fully the face
+        assert mask[y, x] == 1.0
+    assert mask[[0, -1]].max() == 0 and mask[:, [0, -1]].max() == 0
+    assert mask[2, size // 2] == 0  # the top of the crop (hair) and its corners are not the face
+    assert mask[:12, :12].max() == 0 and mask[-12:, -12:].max() == 0
+    assert 0.2 < (mask > 0).mean() < 0.5
+    assert 0 < ((mask > 0) & (mask < 1)).mean() < 0.2  # a feathered edge
+    hard = face_mask(points, size, size, feather=0)
+    assert set(np.unique(hard)) == {0.0, 1.0} and np.all(hard[mask == 1.0] == 1.0)
+
+
+def test_pixels_outside_the_face_mask_are_unchanged(astronaut, astronaut_faces):
+    face = astronaut_faces[0]
+    size = 128
+    matrix = face_alignment_transform(face.landmarks, size)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (size, size, 3), dtype=np.uint8))
+    pasted = np.asarray(paste_back(astronaut, noise, matrix, landmarks=face.landmarks, colour_match=True))
+    before = np.asarray(astronaut)
+    mask = face_mask(apply_transform(matrix, face.landmarks), size, size)
+    cx, cy = _crop_coordinates(matrix, before.shape[:2])
+    support = _mask_support(mask, cx, cy)
+    changed = np.any(pasted != before, axis=2)
+    assert not np.any(changed & ~support)  # outside the mask: bit for bit the photo
+    assert changed[support & (np.abs(cx - size / 2) < 20) & (np.abs(cy - size / 2) < 20)].all()
+    in_square = (cx > 0) & (cx < size - 1) & (cy > 0) & (cy < size - 1)
+    assert (in_square & ~support).sum() > 0.4 * in_square.sum()  # most of the crop square keeps the photo's pixels
+
+
+def test_colour_matching_removes_the_step_at_the_seam(astronaut, astronaut_faces):
+    from scipy.ndimage import map_coordinates
+
+    face = astronaut_faces[0]
+    size = 128
+    matrix = face_alignment_transform(face.landmarks, size)
+    blue = Image.new("RGB", (size, size), (40, 60, 220))
+    plain = np.asarray(paste_back(astronaut, blue, matrix, landmarks=face.landmarks)).astype(float)
+    matched = np.asarray(paste_back(astronaut, blue, matrix, landmarks=face.landmarks, colour_match=True)).astype(float)
+    before = np.asarray(astronaut).astype(float)
+    mask = face_mask(apply_transform(matrix, face.landmarks), size, size)
+    cx, cy = _crop_coordinates(matrix, before.shape[:2])
+    alpha = map_coordinates(mask, [cy, cx], order=1, cval=0.0)
+    seam = (alpha > 0.2) & (alpha < 0.8)
+    assert seam.sum() > 200
+    # The mean colour step across the seam (face minus photo, per channel) nearly vanishes.
+    step_plain = np.abs((plain - before)[seam].mean(axis=0)).max()
+    step_matched = np.abs((matched - before)[seam].mean(axis=0)).max()
+    assert step_matched < 0.15 * step_plain
+    assert np.abs(matched - before)[seam].mean() < 0.5 * np.abs(plain - before)[seam].mean()
+    centre = (alpha > 0.999)
+    assert np.abs(matched - before)[centre].mean() < np.abs(plain - before)[centre].mean()
+    # A uniform face shifted to the photo's seam colour: its centre takes that colour (weighted mean in Lab).
+    under = warp_array(np.asarray(astronaut), matrix, (size, size), border="replicate")
+    weight = 4 * mask * (1 - mask)
+    lab = cv2.cvtColor(under.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)
+    expected = (lab * weight[..., None]).sum((0, 1)) / weight.sum()
+    shifted = match_colours(np.asarray(blue), under, weight)
+    got = cv2.cvtColor(shifted.astype(np.float32) / 255, cv2.COLOR_RGB2LAB)[size // 2, size // 2]
+    np.testing.assert_allclose(got, expected, atol=1.5)

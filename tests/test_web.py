@@ -180,6 +180,36 @@ def test_translate_checks_domains_and_missing_upload(demo):
         demo.translate(png_bytes(astronaut()), "human", "cat")
 
 
+def test_the_page_says_what_the_model_was_trained_on(demo):
+    line = demo.training_line()
+    assert "synthetic faces only" in line and "no meaningful avatar for a real photo" in line
+
+
+def test_examples_are_built_in_and_translate(demo, translator):
+    examples = demo.examples()
+    assert [(e.src, e.to, e.detect) for e in examples] == [
+        ("human", "anime", True), ("human", "anime", False), ("human", "anime", False), ("anime", "human", False)
+    ]
+    assert examples[0].path.name == "astronaut.jpg" and examples[0].path.is_file()
+    astronaut_example = demo.translate(examples[0].path.read_bytes(), "human", "anime")
+    assert "1 face found" in astronaut_example.message
+    for example in examples[1:]:
+        assert example.path.is_relative_to(demo.workdir)  # drawn into the server's scratch folder
+        out = demo.translate(example.path.read_bytes(), example.src, example.to, detect=example.detect)
+        expected = translator.translate(load_image(example.path), to=example.to, src=example.src)
+        np.testing.assert_array_equal(np.asarray(out.avatars[0]), np.asarray(expected))
+
+
+def test_side_by_side_is_enlarged_for_the_page():
+    pytest.importorskip("gradio", reason="the web demo needs the [web] extra")
+    from twingan.web.app import SIDE_BY_SIDE_WIDTH, enlarged
+
+    strip = Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 64, 3), dtype=np.uint8))
+    big = enlarged(strip)
+    assert big.size == (64 * 20, 32 * 20) and big.width >= SIDE_BY_SIDE_WIDTH
+    np.testing.assert_array_equal(np.asarray(big)[::20, ::20], np.asarray(strip))  # whole pixels, sharp
+
+
 def test_default_domains_and_description(demo, tiny_checkpoint):
     assert demo.default_domains() == ("human", "anime")
     line = demo.describe()
@@ -386,6 +416,7 @@ def test_page_in_chromium(server, demo, tmp_path):
             page.on("request", lambda request: requested.append(request.url))
             page.goto(server.url)
             assert "domains human, anime" in page.inner_text("#model-info")
+            assert "no meaningful avatar for a real photo" in page.inner_text("#trained-on")
 
             page.set_input_files("#translate-input input[type=file]", str(photo_file))
             page.click("#translate-button")
@@ -396,6 +427,21 @@ def test_page_in_chromium(server, demo, tmp_path):
             diff = np.abs(np.asarray(served, dtype=int) - np.asarray(expected.avatars[0], dtype=int))
             assert diff.max() <= 2  # the same model on the same crop (threading may move a value by a level)
             assert page.locator("#side-by-side img").count() == 1 and page.locator("#pasted img").count() == 1
+            strip = page.locator("#side-by-side img").bounding_box()
+            assert strip["width"] >= 0.9 * page.locator("#side-by-side").bounding_box()["width"]  # not a thumbnail
+
+            page.reload()  # a built-in example, no photo of one's own: a drawn face, taken as a crop
+            page.get_by_role("button", name="a synthetic photo face").first.click()
+            page.wait_for_selector("#translate-input img")
+            page.click("#translate-button")
+            page.wait_for_function("document.querySelector('#translate-status').innerText.includes('Done')")
+            assert "taken as a face crop" in page.inner_text("#translate-status")
+            example = demo.examples()[1]
+            expected_example = demo.translate(example.path.read_bytes(), "human", "anime", detect=False)
+            avatar_src = page.get_attribute("#avatars img", "src")
+            served = Image.open(io.BytesIO(page.request.get(avatar_src).body())).convert("RGB")
+            diff = np.abs(np.asarray(served, dtype=int) - np.asarray(expected_example.avatars[0], dtype=int))
+            assert diff.max() <= 2
 
             page.reload()
             page.set_input_files("#translate-input input[type=file]", str(not_an_image))

@@ -13,14 +13,20 @@ __version__ = "0.2.0"
 
 
 def load(
-    path: Union[str, "os.PathLike[str]"], device: Union[str, "torch.device"] = "auto", weights: str = "ema"
+    path: Union[str, "os.PathLike[str]"],
+    device: Union[str, "torch.device"] = "auto",
+    weights: str = "ema",
+    sha256: Union[str, None] = None,
 ) -> "Translator":
-    """Load a checkpoint for inference: ``twingan.load("ckpt.safetensors").translate(img, to="anime")``.
+    """Load a checkpoint or release file for inference:
+    ``twingan.load("model.safetensors").translate_photo("selfie.jpg", to="anime").avatar``.
 
-    ``device`` 'auto' picks CUDA when available; EMA weights by default
-    ('model' for the raw generator). Heavy imports happen here, so that
-    ``import twingan`` stays light.
+    ``path`` may also be a URL (downloaded once into torch.hub's cache and
+    checked against ``sha256``, or the hash in a ``name-<sha256 prefix>.safetensors``
+    file name). ``device`` 'auto' picks CUDA when available; EMA weights by
+    default ('model' for the raw generator of a training checkpoint). Heavy
+    imports happen here, so that ``import twingan`` stays light.
     """
     from twingan.inference import Translator
 
-    return Translator.load(path, device=device, weights=weights)
+    return Translator.load(path, device=device, weights=weights, sha256=sha256)

@@ -11,6 +11,10 @@ The header also records the SHA-256 of the tensor data (``tensor_sha256``), whic
 every load of tensors checks, so a flipped byte anywhere in the weights or the
 optimiser state is refused instead of trained on. A translator whose weights hold
 NaN or infinite values is refused too.
+
+The metadata's ``kind`` says what a file holds: ``training`` (everything a run
+resumes from) or ``release`` (only the ``ema.`` translator and a path-free
+summary, :mod:`twingan.inference.release`); both load for inference.
 """
 from __future__ import annotations
 
@@ -141,6 +145,9 @@ def load_translator(
     model = TwinGAN(cfg)
     state = load_tensors(path, prefix=f"{weights}.")
     if not state:
+        if meta.get("kind") == "release":
+            raise CheckpointError(f"{path}: a release file holds only the EMA translator; the '{weights}' "
+                                  "weights are in the training checkpoint it was made from")
         raise CheckpointError(f"{path}: the checkpoint holds no '{weights}' weights")
     _load_state_strict(model, state, path, weights)
     check_finite(state, path, f"'{weights}'")
@@ -173,6 +180,16 @@ def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
         while block := fh.read(chunk):
             digest.update(block)
     return digest.hexdigest()
+
+
+def weights_sha256(path: PathLike, meta: dict[str, Any]) -> str:
+    """The hash that identifies a file's translator for embeddings and indexes: a release's is that of the
+    training checkpoint it was copied from byte for byte (the two embed alike, so they share indexes); any
+    other file's is its own content hash."""
+    source = meta.get("source") or {}
+    if meta.get("kind") == "release" and source.get("sha256"):
+        return str(source["sha256"])
+    return file_sha256(path)
 
 
 class _open:

@@ -9,7 +9,6 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="generate synthetic faces, train a small model on CPU, write an HTML report",
         description="Generates the synthetic photo/anime faces, trains a narrow TwinGAN up to 32 px (a few "
         "minutes on a CPU), then scores it on the paired test set against the untrained model and a pixel "
         "baseline and writes OUT/report.html. Running it again reuses the data and the finished run.",

@@ -18,7 +18,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "embed",
-        help="embed images of one domain into an embeddings store (for `twingan index build`)",
         description="Compute the search embedding of every image: the encoder's 4x4 latent under the images' own "
         "domain normalisation, L2-normalised for cosine similarity ('full': the flattened latent; 'pooled': its "
         "spatial mean, 16x smaller). Pictures are taken as face crops (centre square, resized to the model "

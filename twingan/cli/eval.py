@@ -11,7 +11,6 @@ from twingan.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval",
-        help="score a checkpoint: synthetic paired test set, baselines, FID/KID of translations",
         description="Scores a checkpoint and prints a table (rows: metrics, columns: systems). On the synthetic "
         "paired test set (found in the checkpoint's training config, or --synthetic): l1 of each translation "
         "against the true rendering in the other style (0..1, lower is better), hair_acc (the translation keeps "

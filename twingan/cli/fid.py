@@ -10,7 +10,6 @@ from twingan.errors import ConfigError
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fid",
-        help="FID and KID between two image folders (standard TF-Inception features)",
         description="FID and KID between two folders of images, on the 2048-d pool3 features of the TF Inception "
         "network (pytorch-fid's pt_inception-2015-12-05-6726825d.pth), images resized the clean-fid way. "
         "Features of each folder are cached by content hash. FID is biased upward below a few thousand "

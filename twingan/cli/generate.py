@@ -16,7 +16,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "generate",
-        help="generate new faces from noise (checkpoints trained with a mapping network)",
         description="Draw new faces of one domain from noise with a checkpoint that has a mapping network "
         "(trained with experiment=generate_anime or model.noise_dim>0); EMA weights by default. Writes "
         "OUT/seed<S>_0000.png ... and OUT/grid.png. The images are deterministic: image i of --seed S is the same "

@@ -27,7 +27,6 @@ KINDS = ("auto", "flat", "ivf_sq8", "ivf_pq", "hnsw")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "index",
-        help="build, extend, inspect and query the similar-face index",
         description="The FAISS similar-face index over embeddings stores made by `twingan embed`.",
     )
     index_sub = parser.add_subparsers(dest="index_command", metavar="ACTION")
@@ -171,11 +170,11 @@ def training_sample(stores: Sequence["EmbeddingStore"], sizes: Sequence[int], co
 def add_stores(index: "Index", stores: Sequence["EmbeddingStore"], *, skip_existing: bool) -> tuple[int, int]:
     """Add every shard of ``stores`` with a progress bar; return (added, skipped)."""
     import numpy as np
-    from tqdm import tqdm
+    from twingan.utils.progress import progress_bar
 
     known = set(index.paths) if skip_existing else set()
     added = skipped = 0
-    with tqdm(total=sum(len(s) for s in stores), unit="vec", desc="indexing", file=sys.stderr) as bar:
+    with progress_bar(total=sum(len(s) for s in stores), unit="vec", desc="indexing", file=sys.stderr) as bar:
         for store in stores:
             for vectors, paths in store.iter_shards():
                 keep = [i for i, p in enumerate(paths) if p not in known]

@@ -18,7 +18,6 @@ PREP_MODULES: tuple[str, ...] = (
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "prep",
-        help="prepare datasets: synthetic faces, face crops, de-duplication, checks, caches",
         description="Dataset preparation tools. Each tool shows a progress bar, can be resumed, "
         "and ends with a summary of kept and skipped files.",
     )

@@ -9,13 +9,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
 
 from twingan.data.cache import build_cache, cache_bytes
 from twingan.data.datasets import DATASET_KINDS, SPLITS, ImageDomainDataset, build_domain_dataset
 from twingan.data.image_io import DEFAULT_MAX_PIXELS
 from twingan.errors import ConfigError, DatasetError
 from twingan.utils.atomic import atomic_write_text
+from twingan.utils.progress import progress_bar
 
 DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 
@@ -95,7 +95,7 @@ def run_check(args: argparse.Namespace) -> int:
     try:
         dataset.scan(
             num_workers=args.workers,
-            progress=lambda items, total: tqdm(items, total=total, unit="img", desc="checking", file=sys.stderr),
+            progress=lambda items, total: progress_bar(items, total=total, unit="img", desc="checking"),
         )
     except DatasetError as exc:
         failure = exc
@@ -125,7 +125,7 @@ def run_cache(args: argparse.Namespace) -> int:
           f"({cache_bytes(len(dataset), args.resolutions) / 2**30:.2f} GiB) in {out}", file=sys.stderr)
     cache = build_cache(
         dataset, args.resolutions, out, num_workers=args.workers,
-        progress=lambda items, done, total: tqdm(items, total=total, initial=done, unit="img", desc="caching",
+        progress=lambda items, done, total: progress_bar(items, total=total, initial=done, unit="img", desc="caching",
                                                  file=sys.stderr),
     )
     for path in sorted(cache.bad)[:20]:

@@ -15,7 +15,6 @@ LOOPBACK_NAMES = ("localhost",)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "serve",
-        help="web demo: translate an uploaded or webcam photo, search similar faces (needs the [web] extra)",
         description="Starts a Gradio page on HOST:PORT (loopback by default). Translate: upload a photo or take "
         "one with the webcam, choose the target domain; the page shows the detected faces, the avatars, the "
         "side-by-side and the paste-back, each downloadable. Search (with --index): the most similar faces of "

@@ -12,7 +12,6 @@ from twingan.models import Discriminators, ModelConfig, TwinGAN
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "summary",
-        help="print the networks' per-layer parameter counts",
         description="Build the TwinGAN networks for an architecture and print a per-layer parameter table.",
     )
     parser.add_argument("--resolution", type=int, default=256, help="final resolution, a power of two >= 4 (default 256)")

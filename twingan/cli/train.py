@@ -10,7 +10,6 @@ from omegaconf import OmegaConf
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "train",
-        help="train a model (Hydra overrides, e.g. experiment=selfie2anime data.domains.anime.root=...)",
         description="Train TwinGAN. Every setting of conf/ can be overridden as key=value, for example "
         "`twingan train experiment=selfie2anime data.domains.human.root=/data/celeba "
         "data.domains.anime.root=/data/getchu train.precision=bf16`. Continue a run with resume=auto. "

@@ -27,7 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "translate",
-        help="translate photos or face crops into another domain (selfie -> anime avatar)",
         description="Translate images with a trained checkpoint (EMA weights). Photos of the 'human' domain go "
         "through MTCNN face detection and the 5-point alignment of `twingan prep human`; every face (up to "
         "--max-faces) is translated. Other domains, and --no-detect, take each picture as a face crop "

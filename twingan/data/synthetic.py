@@ -32,11 +32,11 @@ from typing import Iterable, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
-from tqdm.auto import tqdm
 
 from twingan.errors import ConfigError, DatasetError, ImageLoadError
 from twingan.data.image_io import load_image, save_image
 from twingan.utils.atomic import atomic_write_text
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 RGB = tuple[int, int, int]
@@ -940,7 +940,7 @@ def _default_workers() -> int:
 
 def _run_tasks(tasks: list[tuple], progress: bool, workers: int) -> int:
     rendered = 0
-    with tqdm(total=len(tasks), desc="synthetic faces", unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(tasks), desc="synthetic faces", unit="img", disable=not progress) as bar:
         if workers == 1 or len(tasks) < _POOL_MIN_TASKS:
             for task in tasks:
                 rendered += _run_task(task)

@@ -25,6 +25,16 @@ The crop is the tight face square grown by ``margin`` x F on every side, so
 its side is F x (1 + 2 margin). The default margin of 0.3 keeps the hair and
 the chin (eyes at 47.5% of the height, eye distance about 20% of the width,
 close to CelebA's aligned crops and to the 1.5x-enlarged anime crops).
+
+Paste-back
+----------
+A translated crop goes back into its photo through the inverse transform.
+With the face's landmarks it is blended through a feathered oval over the face
+(forehead to chin, cheek to cheek; :func:`face_mask`), so the background, the
+hair around it and the rest of the crop square stay the photo's own pixels;
+its colours can be shifted to match the photo along the seam
+(:func:`match_colours`). Without landmarks (a centre crop) the whole square is
+blended through a feathered square.
 """
 from __future__ import annotations
 
@@ -40,7 +50,12 @@ MOUTH_Y = 0.824
 EYE_TO_MOUTH = MOUTH_Y - EYE_Y
 DEFAULT_MARGIN = 0.3
 DEFAULT_FEATHER = 0.1
-"""Width of the soft edge of a pasted-back crop, as a fraction of the crop's side."""
+"""Width of the soft edge of a pasted-back face, as a fraction of the crop's side."""
+FACE_OVAL_CENTRE_Y = 0.585
+FACE_OVAL_HALF_WIDTH = 0.40
+FACE_OVAL_HALF_HEIGHT = 0.46
+"""The face oval paste-back blends through, in units of the tight face square (see the module docstring):
+centred below the eyes, from the forehead (y = 0.125) to just below the chin (y = 1.045), 0.8 F wide."""
 
 _BORDER_MODES = {
     "reflect": cv2.BORDER_REFLECT_101,
@@ -191,6 +206,58 @@ def feather_mask(width: int, height: int, feather: float = DEFAULT_FEATHER) -> n
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
+def face_mask(landmarks5: np.ndarray, width: int, height: int, feather: float = DEFAULT_FEATHER) -> np.ndarray:
+    """Float32 alpha (height, width) of the face oval for 5 landmarks given in the crop's pixel coordinates.
+
+    The oval's size and centre follow the landmarks as :func:`face_alignment_transform` measures them
+    (tight face side F, rotation from the eye line; see FACE_OVAL_*). Alpha is 1 inside and eases to 0
+    at the oval's edge over ``feather`` x the crop's shorter side (smoothstep), and is 0 everywhere
+    outside the oval and on the crop's outermost pixels. ``feather=0`` gives a hard-edged oval.
+    """
+    if feather < 0:
+        raise ValueError(f"feather must be >= 0, got {feather}")
+    points = np.asarray(landmarks5, dtype=np.float64)
+    if points.shape != (5, 2) or not np.all(np.isfinite(points)):
+        raise ValueError(f"expected 5 finite landmarks of shape (5, 2), got {points.shape}")
+    eye_mid = (points[0] + points[1]) / 2.0
+    mouth_mid = (points[3] + points[4]) / 2.0
+    eye_vector = points[1] - points[0]
+    face_side = max(float(np.hypot(*eye_vector)) / EYE_DISTANCE, float(np.hypot(*(mouth_mid - eye_mid))) / EYE_TO_MOUTH)
+    if face_side <= 0:
+        raise ValueError("degenerate landmarks: eyes and mouth coincide")
+    angle = math.atan2(eye_vector[1], eye_vector[0])
+    across = np.array([math.cos(angle), math.sin(angle)])
+    down = np.array([-math.sin(angle), math.cos(angle)])
+    centre = eye_mid + (FACE_OVAL_CENTRE_Y - EYE_Y) * face_side * down
+    half_width, half_height = FACE_OVAL_HALF_WIDTH * face_side, FACE_OVAL_HALF_HEIGHT * face_side
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    dx, dy = xs - centre[0], ys - centre[1]
+    radius = np.hypot((dx * across[0] + dy * across[1]) / half_width, (dx * down[0] + dy * down[1]) / half_height)
+    ramp = feather * min(width, height)
+    if ramp <= 0:
+        oval = (radius < 1.0).astype(np.float32)
+    else:
+        t = np.clip((1.0 - radius) * min(half_width, half_height) / ramp, 0.0, 1.0)
+        oval = (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+        oval[[0, -1], :] = 0.0  # interpolation cannot carry the face beyond the crop's footprint
+        oval[:, [0, -1]] = 0.0
+    return oval
+
+
+def match_colours(face: np.ndarray, under: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``face`` (H, W, 3) uint8 with its colours shifted so that, weighted by ``weight`` (H, W), its mean
+    CIELAB colour equals ``under``'s (the photo beneath it): the pasted face meets the photo without a
+    step in colour along the seam. All-zero weights return ``face`` unchanged."""
+    total = float(weight.sum())
+    if total <= 0:
+        return face
+    face_lab = cv2.cvtColor(face.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    under_lab = cv2.cvtColor(under.astype(np.float32) / 255.0, cv2.COLOR_RGB2LAB)
+    shift = ((under_lab - face_lab) * weight[..., None]).sum(axis=(0, 1)) / total
+    shifted = cv2.cvtColor((face_lab + shift.astype(np.float32)), cv2.COLOR_LAB2RGB)
+    return np.clip(np.rint(shifted * 255.0), 0, 255).astype(np.uint8)
+
+
 def crop_footprint(M: np.ndarray, crop_size: tuple[int, int]) -> np.ndarray:
     """The crop's four corners in photo coordinates, shape (4, 2)."""
     width, height = crop_size
@@ -206,15 +273,23 @@ def paste_back(
     M: np.ndarray,
     feather: float = DEFAULT_FEATHER,
     crop_size: int | None = None,
+    landmarks: np.ndarray | None = None,
+    colour_match: bool = False,
 ) -> Image.Image:
     """Warp a (translated) face crop back into ``photo`` with a feathered edge; returns a new image.
 
     ``M`` is the photo -> crop transform the crop was made with and
     ``crop_size`` the side it was made at; when the face image has another
     size (a model working at a different resolution) ``M`` is rescaled to it.
-    ``crop_size=None`` means the face image's own size. Pixels outside the
-    crop's footprint are returned unchanged, bit for bit (with ``feather`` >
-    0; a hard edge can reach half a crop pixel beyond it).
+    ``crop_size=None`` means the face image's own size.
+
+    ``landmarks``: the face's 5 landmarks in photo coordinates; the crop is
+    then blended through the feathered face oval (:func:`face_mask`), else
+    through a feathered square. Pixels where the warped mask is 0 (outside the
+    oval, or outside the crop's footprint) are returned unchanged, bit for bit
+    (with ``feather`` > 0; a hard edge can reach half a crop pixel beyond it).
+    ``colour_match``: first shift the face's colours to the photo's along the
+    seam (:func:`match_colours`, weighted by 4 alpha (1 - alpha)).
     """
     photo_rgb = np.asarray(photo.convert("RGB"))
     face = np.asarray(face_img.convert("RGB"))
@@ -224,6 +299,13 @@ def paste_back(
         sx, sy = face_w / crop_size, face_h / crop_size
         resize = np.array([[sx, 0.0, 0.5 * (sx - 1.0)], [0.0, sy, 0.5 * (sy - 1.0)]])
         M = compose_transforms(M, resize)
+    if landmarks is not None:
+        mask = face_mask(apply_transform(M, landmarks), face_w, face_h, feather)
+    else:
+        mask = feather_mask(face_w, face_h, feather)
+    if colour_match:
+        under = warp_array(photo_rgb, M, (face_w, face_h), border="replicate")
+        face = match_colours(face, under, 4.0 * mask * (1.0 - mask))
     photo_h, photo_w = photo_rgb.shape[:2]
     corners = crop_footprint(M, (face_w, face_h))
     x0 = max(int(math.floor(corners[:, 0].min())), 0)
@@ -236,7 +318,7 @@ def paste_back(
     crop_to_roi = compose_transforms(invert_transform(M), np.array([[1.0, 0.0, -x0], [0.0, 1.0, -y0]]))
     roi_size = (x1 - x0, y1 - y0)
     warped_face = warp_array(face, crop_to_roi, roi_size, border="replicate").astype(np.float32)
-    alpha = warp_array(feather_mask(face_w, face_h, feather), crop_to_roi, roi_size, border="constant")[..., None]
+    alpha = warp_array(mask, crop_to_roi, roi_size, border="constant")[..., None]
     roi = result[y0:y1, x0:x1].astype(np.float32)
     blended = roi + alpha * (warped_face - roi)
     result[y0:y1, x0:x1] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from tqdm import tqdm
 
 from twingan.data.image_io import iter_image_files, load_image
 from twingan.errors import ConfigError, DatasetError, ImageLoadError
 from twingan.faces.prep_runner import read_jsonl_log
 from twingan.utils.atomic import atomic_write_text
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -68,7 +68,7 @@ def hash_folder(root: PathLike, cache_path: PathLike | None = None, progress: bo
     results = []
     cache_fh = open(cache_path, "a", encoding="utf-8") if cache_path is not None else None
     try:
-        for path in tqdm(files, desc="prep dedup: hashing", unit="img", disable=not progress):
+        for path in progress_bar(files, desc="prep dedup: hashing", unit="img", disable=not progress):
             rel = path.relative_to(root).as_posix()
             stat = path.stat()
             entry = cached.get(rel)

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Callable, Union
 
 from PIL import Image
-from tqdm import tqdm
 
 from twingan.data.image_io import iter_image_files, load_image, save_image
 from twingan.errors import ConfigError, DatasetError, ImageLoadError
 from twingan.utils.atomic import atomic_write_text
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -88,7 +88,7 @@ def run_prep(
     todo = [path for path in sources if not log.is_done(path.relative_to(src).as_posix(), dst)]
     resumed = len(sources) - len(todo)
     save_kwargs = {"quality": 95} if ext == "jpg" else {}
-    bar = tqdm(todo, desc=f"prep {tool}", unit="img", disable=not progress)
+    bar = progress_bar(todo, desc=f"prep {tool}", unit="img", disable=not progress)
     counts = {"kept": 0, "skipped": 0}
     for path in bar:
         rel = path.relative_to(src).as_posix()

@@ -1,9 +1,9 @@
-"""Export one translation direction to TorchScript or ONNX, checked against the PyTorch model.
+"""Export one translation direction to ``torch.export`` (.pt2) or ONNX, checked against the PyTorch model.
 
 The exported model takes a float32 (N, 3, R, R) batch in [-1, 1] at the
-checkpoint's resolution R (N is free) and returns the translation in the same
-layout, clamped to [-1, 1]. The source and target domains are fixed at export;
-the encoder's skip features stay inside the exported graph.
+checkpoint's resolution R (N is free: a dynamic dimension) and returns the
+translation in the same layout, clamped to [-1, 1]. The source and target
+domains are fixed at export; the encoder's skip features stay inside the graph.
 
 A checkpoint trained with a style encoder and/or attributes is exported with
 those inputs too (``conditioned=True``, the default): ``reference`` (N, 3, S, S)
@@ -12,10 +12,16 @@ resolution S (antialiased resizing does not export to ONNX), and ``attributes``
 (N, A): one one-hot block per attribute group, all zeros for "keep the
 source's". ``conditioned=False`` exports the plain translation.
 
-Both formats are made by tracing. The parity check runs the written file on a
-fixed-seed batch whose size differs from the tracing batch (so a batch size
-baked into the graph is caught) and compares with the PyTorch model; a file
-that fails the check is not kept.
+Both formats come from ``torch.export`` (no TorchScript, no tracing): ``pt2``
+is the saved ExportedProgram (``torch.export.load(path).module()`` runs it) and
+ONNX is written by ``torch.onnx.export(..., dynamo=True)`` (which needs the
+onnxscript package). The parity check runs the written file on a fixed-seed
+batch whose size differs from the export batch (so a batch size baked into the
+graph is caught) and compares with the PyTorch model; a file that fails the
+check is not kept.
+
+A third format, ``release``, is not one direction but the whole translator for
+inference (:mod:`twingan.inference.release`).
 """
 from __future__ import annotations
 
@@ -23,7 +29,6 @@ import copy
 import importlib
 import json
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
@@ -41,12 +46,14 @@ from twingan.utils.atomic import atomic_path
 
 PathLike = Union[str, os.PathLike]
 
-FORMATS = ("torchscript", "onnx")
-EXTENSIONS = {"torchscript": ".pt", "onnx": ".onnx"}
+FORMATS = ("pt2", "onnx")
+"""One direction; `twingan export --format release` writes a release file instead (see the module docstring)."""
+EXTENSIONS = {"pt2": ".pt2", "onnx": ".onnx"}
 PARITY_TOLERANCE = 1e-4
 """Largest accepted |exported - PyTorch| over the parity batch, in [-1, 1] image units (fp32, CPU)."""
-DEFAULT_OPSET = 17
-TRACE_BATCH = 2
+DEFAULT_OPSET = 20
+"""The opset torch.onnx's exporter writes by default (no version conversion)."""
+EXPORT_BATCH = 2
 PARITY_BATCH = 3
 METADATA_NAME = "twingan.json"
 
@@ -146,10 +153,10 @@ def export_direction(
         raise ConfigError(f"export format must be one of {list(FORMATS)}, got {fmt!r}")
     src = translator.source_domain(to, src)
     model = copy.deepcopy(translator.model).to("cpu").float().eval()
-    wrapper = OneDirection(model, src, to, conditioned)
+    wrapper = OneDirection(model, src, to, conditioned).eval()
     res = model.resolution
     generator = torch.Generator().manual_seed(0)
-    trace_inputs = example_inputs(model, wrapper, TRACE_BATCH, generator)
+    export_inputs = example_inputs(model, wrapper, EXPORT_BATCH, generator)
     parity_inputs = example_inputs(model, wrapper, PARITY_BATCH, generator)
     info = {
         "twingan_version": __version__,
@@ -175,11 +182,11 @@ def export_direction(
     with torch.inference_mode():
         expected = wrapper(*parity_inputs).numpy()
     with atomic_path(out) as tmp:
-        if fmt == "torchscript":
-            _export_torchscript(wrapper, trace_inputs, tmp, info)
-            actual = _run_torchscript(tmp, parity_inputs)
+        if fmt == "pt2":
+            _export_pt2(wrapper, export_inputs, tmp, info)
+            actual = _run_pt2(tmp, parity_inputs)
         else:
-            _export_onnx(wrapper, trace_inputs, tmp, info, opset)
+            _export_onnx(wrapper, export_inputs, tmp, info, opset)
             actual = _run_onnx(tmp, parity_inputs, wrapper.input_names)
         diff = float(np.abs(actual - expected).max())
         result = ExportResult(out, fmt, src, to, res, diff, tolerance, tuple(wrapper.input_names))
@@ -188,37 +195,47 @@ def export_direction(
     return result
 
 
-def _export_torchscript(wrapper: nn.Module, examples: tuple[torch.Tensor, ...], path: Path, info: dict[str, Any]) -> None:
-    with _quiet_tracing_block():
-        traced = torch.jit.trace(wrapper, examples, check_trace=False)
-        torch.jit.save(traced, str(path), _extra_files={METADATA_NAME: json.dumps(info)})
+def _dynamic_batch(inputs: tuple[torch.Tensor, ...]) -> tuple[Any, ...]:
+    """``dynamic_shapes`` for ``forward(x, *condition_inputs)``: a named batch dimension on the image; the
+    condition inputs' batch is inferred (it must equal the image's)."""
+    image = {0: torch.export.Dim("batch")}
+    if len(inputs) == 1:
+        return (image,)
+    return (image, tuple({0: torch.export.Dim.AUTO} for _ in inputs[1:]))
 
 
-def _run_torchscript(path: Path, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
-    with _quiet_tracing_block():
-        loaded = torch.jit.load(str(path), map_location="cpu")
+def export_program(wrapper: OneDirection, examples: tuple[torch.Tensor, ...]) -> torch.export.ExportedProgram:
+    """``torch.export`` of one direction with a dynamic batch dimension."""
+    return torch.export.export(wrapper, examples, dynamic_shapes=_dynamic_batch(examples))
+
+
+def _export_pt2(wrapper: OneDirection, examples: tuple[torch.Tensor, ...], path: Path, info: dict[str, Any]) -> None:
+    torch.export.save(export_program(wrapper, examples), str(path), extra_files={METADATA_NAME: json.dumps(info)})
+
+
+def _run_pt2(path: Path, inputs: tuple[torch.Tensor, ...]) -> np.ndarray:
+    program = torch.export.load(str(path))
     with torch.inference_mode():
-        return loaded(*inputs).numpy()
+        return program.module()(*inputs).numpy()
 
 
 def _export_onnx(
     wrapper: OneDirection, examples: tuple[torch.Tensor, ...], path: Path, info: dict[str, Any], opset: int
 ) -> None:
     onnx = _require("onnx")
-    names = wrapper.input_names
-    with _quiet_tracing_block():
-        # The legacy (TorchScript-tracing) exporter: it needs no onnxscript and handles the skips dict.
-        torch.onnx.export(
-            wrapper,
-            examples,
-            str(path),
-            dynamo=False,
-            input_names=names,
-            output_names=["translated"],
-            dynamic_axes={**{name: {0: "batch"} for name in names}, "translated": {0: "batch"}},
-            opset_version=opset,
-            do_constant_folding=True,
-        )
+    _require("onnxscript")
+    program = torch.onnx.export(
+        wrapper,
+        examples,
+        dynamo=True,
+        input_names=wrapper.input_names,
+        output_names=["translated"],
+        dynamic_shapes=_dynamic_batch(examples),
+        opset_version=opset,
+        optimize=True,
+        verbose=False,
+    )
+    program.save(str(path), external_data=False)
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto)
     onnx.helper.set_model_props(proto, {METADATA_NAME: json.dumps(info)})
@@ -239,25 +256,8 @@ def read_export_metadata(path: PathLike) -> dict[str, Any]:
         props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         return json.loads(props[METADATA_NAME])
     files = {METADATA_NAME: ""}
-    with _quiet_tracing_block():
-        torch.jit.load(str(path), map_location="cpu", _extra_files=files)
+    torch.export.load(str(path), extra_files=files)
     return json.loads(files[METADATA_NAME])
-
-
-class _quiet_tracing_block:
-    """Silence tracing's warnings for the block: the models' shape checks are constants for a fixed
-    resolution (TracerWarning), and TorchScript and the legacy ONNX exporter warn of their deprecation
-    upstream (the tracing ONNX exporter is used because the torch.export-based one needs onnxscript)."""
-
-    def __enter__(self) -> None:
-        self._context = warnings.catch_warnings()
-        self._context.__enter__()
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=r".*torch\.jit\..* is deprecated")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
-
-    def __exit__(self, *exc_info) -> None:
-        self._context.__exit__(*exc_info)
 
 
 def _require(module: str):

@@ -3,8 +3,10 @@
 Faces are found with MTCNN and aligned with the same 5-point similarity
 transform `twingan prep human` makes training crops with
 (:func:`twingan.faces.face_alignment_transform`), at the model resolution. A
-translated face goes back into its photo through the inverse of that transform
-with a feathered edge (:func:`twingan.faces.paste_back`).
+translated face goes back into its photo through the inverse of that transform,
+blended through a feathered oval over the face drawn from its landmarks, its
+colours matched to the photo's along the seam (:func:`twingan.faces.paste_back`):
+the background and the rest of the crop square keep the photo's pixels.
 
 Without a detector every picture is taken as a face crop already: it is
 centre-cropped to a square and resized as the training data was. The same
@@ -25,11 +27,12 @@ from twingan.data.image_io import tensor_to_pil
 from twingan.errors import ConfigError
 from twingan.faces import Face, FaceDetector, face_alignment_transform, paste_back, warp_to_crop
 from twingan.faces.align import DEFAULT_FEATHER, DEFAULT_MARGIN
-from twingan.inference.translator import DEFAULT_BATCH_SIZE, Translator
+from twingan.inference.translator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_FACES, NoFaceError, Translator
 
+HUMAN_DOMAIN = "human"
+"""The domain whose pictures are photos of people: by default MTCNN finds and aligns their faces."""
 FALLBACKS = ("none", "center-crop")
 BORDERS = ("reflect", "replicate", "constant")
-DEFAULT_MAX_FACES = 8
 
 
 @dataclass
@@ -62,11 +65,21 @@ class PhotoResult:
             canvas.paste(translated, (side, row * side))
         return canvas
 
+    @property
+    def avatar(self) -> Image.Image:
+        """The translation of the largest face (or of the picture taken as a crop)."""
+        if not self.translations:
+            raise NoFaceError(self.error or "this photo has no translation")
+        return self.translations[0]
+
     def pasted(self, feather: float = DEFAULT_FEATHER) -> Image.Image:
-        """The photo with every translated face warped back into place (feathered edges)."""
+        """The photo with every translated face blended back into place through the feathered face oval,
+        colours matched along the seam (a picture taken as a crop: through the feathered square)."""
         result = self.photo
         for crop, translated in zip(self.crops, self.translations):
-            result = paste_back(result, translated, crop.matrix, feather=feather, crop_size=crop.crop.width)
+            landmarks = crop.face.landmarks if crop.face is not None else None
+            result = paste_back(result, translated, crop.matrix, feather=feather, crop_size=crop.crop.width,
+                                landmarks=landmarks, colour_match=True)
         return result
 
 

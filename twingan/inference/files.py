@@ -43,6 +43,7 @@ from twingan.faces.align import DEFAULT_FEATHER
 from twingan.inference.faces_pipeline import FacePipeline, PhotoResult
 from twingan.inference.translator import DEFAULT_BATCH_SIZE
 from twingan.utils.atomic import remove_stale_temporaries
+from twingan.utils.progress import progress_bar
 
 DEFAULT_MIN_SIDE = 16
 """Pictures with a shorter side are refused as too small to translate."""
@@ -219,7 +220,7 @@ def translate_files(
     say = report or (lambda line: tqdm.write(line, file=sys.stderr))
     remove_stale_temporaries(options.out_dir, recursive=True)  # of runs that were killed while writing
     summary = RunSummary()
-    with tqdm(total=len(files), unit="photo", desc="translating", file=sys.stderr, disable=not progress) as bar:
+    with progress_bar(total=len(files), unit="photo", desc="translating", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start : start + batch_size]
             loaded: list[tuple[InputFile, Image.Image]] = []

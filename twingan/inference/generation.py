@@ -25,17 +25,16 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 from typing import Iterator, Mapping, Sequence, Union
 
 import torch
 from PIL import Image
-from tqdm import tqdm
 
 from twingan.data.image_io import tensor_to_pil
 from twingan.errors import ConfigError
 from twingan.inference.translator import check_model_domain, model_attribute_labels
 from twingan.models import TwinGAN
+from twingan.utils.progress import progress_bar
 
 DEFAULT_BATCH_SIZE = 16
 MAX_STRIP_COLUMNS = 16
@@ -138,7 +137,7 @@ def generate_tensor(
     device = next(model.parameters()).device
     res = model.resolution
     outputs = []
-    with _eval_mode(model), tqdm(total=len(z), desc=desc, unit="img", file=sys.stderr, disable=not progress) as bar:
+    with _eval_mode(model), progress_bar(total=len(z), desc=desc, unit="img", disable=not progress) as bar:
         for chunk in z.split(batch_size):
             rows = len(chunk)
             if rows < batch_size:  # every pass has batch_size rows: see the module docstring

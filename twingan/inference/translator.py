@@ -28,12 +28,20 @@ Conditioned translation (checkpoints trained for it):
 
 Both may be given together. Without them (or with an empty ``attrs``) the
 translation is the plain, unconditioned one.
+
+Photos (:meth:`Translator.translate_photo`, :meth:`Translator.translate_photos`)
+go through what `twingan translate` does: faces found with MTCNN, aligned like
+the training crops, translated, and on request pasted back into the photo::
+
+    t = twingan.load("selfie2anime.safetensors")
+    result = t.translate_photo("selfie.jpg", to="anime")
+    result.avatar.save("avatar.png"); result.pasted().save("pasted.png")
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
 import numpy as np
 import torch
@@ -42,18 +50,30 @@ from PIL import Image
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
 from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
-from twingan.errors import ConfigError, NonFiniteOutputError, quoted
+from twingan.errors import ConfigError, NonFiniteOutputError, TwinGANError, quoted
+from twingan.faces.align import DEFAULT_MARGIN
+from twingan.inference.download import resolve_pretrained
 from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN
 
+if TYPE_CHECKING:
+    from twingan.faces import FaceDetector
+    from twingan.inference.faces_pipeline import PhotoResult
+
 PathLike = Union[str, os.PathLike]
+Photo = Union[str, os.PathLike, Image.Image, np.ndarray]
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
 Images = Union[ImageLike, Sequence[ImageLike]]
 Reference = Union[ImageLike, str, os.PathLike]
 Attributes = Union[Mapping[str, str], Sequence[str], str]
 
 DEFAULT_BATCH_SIZE = 16
+DEFAULT_MAX_FACES = 8
 WHITE = (255, 255, 255)
+
+
+class NoFaceError(TwinGANError):
+    """A photo (or reference picture) in which no face was found; the message says how small a face was looked for."""
 
 
 def check_model_domain(model: TwinGAN, domain: str, option: str = "domain") -> str:
@@ -87,10 +107,16 @@ class Translator:
         self.model = model.eval()
         self.meta = dict(meta or {})
         self.path = Path(path) if path is not None else None
+        self._detector: FaceDetector | None = None
 
     @classmethod
-    def load(cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema") -> "Translator":
-        """Load a twingan checkpoint; ``device`` 'auto' picks CUDA when available; EMA weights by default."""
+    def load(
+        cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema", sha256: str | None = None
+    ) -> "Translator":
+        """Load a twingan checkpoint or release file; ``device`` 'auto' picks CUDA when available; EMA weights
+        by default. ``path`` may be an http(s) URL, downloaded once and checked against ``sha256`` (see
+        :func:`twingan.inference.download.resolve_pretrained`)."""
+        path = resolve_pretrained(path, sha256)
         model, meta = load_translator(path, device=resolve_device(device), weights=weights)
         return cls(model, meta, path)
 
@@ -194,6 +220,89 @@ class Translator:
         batch = torch.stack([self._to_model_tensor(item) for item in items])
         pils = [tensor_to_pil(t) for t in self.translate_tensor(batch, to, src, batch_size, cond)]
         return pils[0] if single else pils
+
+    # ---- photos --------------------------------------------------------------------------------
+
+    def translate_photo(self, photo: Photo, to: str, src: str | None = None, **options: Any) -> PhotoResult:
+        """Translate the faces of one photo (a path, PIL image or uint8 numpy array) as `twingan translate` does.
+
+        Returns a :class:`~twingan.inference.faces_pipeline.PhotoResult`: ``.avatar`` (the largest face's
+        translation), ``.translations`` (every face, largest first), ``.crops`` (what the model saw, with the
+        detections) and ``.pasted()`` (the photo with the faces blended back in). Raises NoFaceError when no
+        face is found (unless ``fallback="center-crop"``). ``options``: those of :meth:`translate_photos`.
+        """
+        result = self.translate_photos([photo], to, src, **options)[0]
+        if result.error is not None:
+            label = os.fspath(photo) if isinstance(photo, (str, os.PathLike)) else "the photo"
+            raise NoFaceError(f"{label}: {result.error}")
+        return result
+
+    def translate_photos(
+        self,
+        photos: Sequence[Photo],
+        to: str,
+        src: str | None = None,
+        *,
+        detect: bool | None = None,
+        max_faces: int = DEFAULT_MAX_FACES,
+        fallback: str = "none",
+        margin: float = DEFAULT_MARGIN,
+        border: str = "reflect",
+        reference: Photo | None = None,
+        attrs: Attributes | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> list[PhotoResult]:
+        """Translate the faces of many photos; one PhotoResult each, in order (see :meth:`translate_photo`).
+
+        A photo without a face gets a result whose ``error`` says so (the others go on), or its centre
+        square translated with ``fallback="center-crop"``. ``detect``: find faces with MTCNN (default: when
+        the photos are of the 'human' domain); False takes every picture as a face crop (centre square).
+        ``margin``/``border``: the alignment of `twingan prep human` (keep the training crops' values).
+        ``reference``: a picture of domain ``to`` (path or image) whose style every avatar takes (its largest
+        face when ``to`` is 'human', unless ``detect=False``); ``attrs``: attribute values, as for
+        :meth:`translate`.
+        Paths are read with the toolkit's image loader (ImageLoadError for a missing or broken file),
+        all of them before any translation.
+        """
+        from twingan.inference.faces_pipeline import HUMAN_DOMAIN, FacePipeline
+
+        src = self.source_domain(to, src)
+        if reference is not None:
+            self.check_reference_support()
+        if attrs:
+            self.attribute_labels(attrs)
+        detect_inputs = src == HUMAN_DOMAIN if detect is None else detect
+        pictures = [self._photo(photo) for photo in photos]
+        options = dict(max_faces=max_faces, margin=margin, border=border, fallback=fallback)
+        pipeline = FacePipeline(self, self.face_detector() if detect_inputs else None, **options)
+        cond = None
+        if reference is not None or attrs:
+            reference_face = None
+            if reference is not None:
+                on_face = to == HUMAN_DOMAIN and detect is not False
+                finder = FacePipeline(self, self.face_detector() if on_face else None, **{**options, "max_faces": 1})
+                found = finder.face_crops([self._photo(reference)])[0]
+                if found.error is not None:
+                    raise NoFaceError(f"reference: {found.error}")
+                reference_face = found.crops[0].crop
+            cond = self.condition(to, reference=reference_face, attrs=attrs)
+        return pipeline.run(pictures, to, src, batch_size, cond)
+
+    def face_detector(self) -> FaceDetector:
+        """The MTCNN detector on the model's device, made on first use (its weights ship with facenet-pytorch)."""
+        if self._detector is None:
+            from twingan.faces import FaceDetector
+
+            self._detector = FaceDetector(device=self.device)
+        return self._detector
+
+    @staticmethod
+    def _photo(photo: Photo) -> Image.Image:
+        if isinstance(photo, (str, os.PathLike)):
+            return load_image(photo)
+        if isinstance(photo, (Image.Image, np.ndarray)):
+            return _to_pil(photo)
+        raise ConfigError(f"a photo must be a path, a PIL image or a uint8 numpy array, got {type(photo).__name__}")
 
     # ---- conditioning ------------------------------------------------------------------------
 

@@ -41,7 +41,6 @@ from typing import Any, Iterator, Mapping, Union
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from twingan.checkpoint import load_translator
 from twingan.data.datasets import resize_square
@@ -62,6 +61,7 @@ from twingan.metrics.paired import (
     paired_scores,
 )
 from twingan.models import TwinGAN
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -112,6 +112,7 @@ def evaluate_checkpoint(
         model, meta = load_translator(path_or_model, device=resolve_device(device))
         checkpoint = str(path_or_model)
     train_config = config if config is not None else (meta.get("config") or {})
+    released = meta.get("training") or {}  # a release file: no config, a path-free summary of it
     root = _synthetic_root(synthetic_root, train_config, checkpoint) if paired else None
     if root is None and not wants_fid:
         raise ConfigError(
@@ -136,11 +137,11 @@ def evaluate_checkpoint(
         "fid": None,
     }
     with _eval_mode(model), torch.no_grad():
-        systems = _systems(model, baselines, int(train_config.get("seed", 0)))
+        systems = _systems(model, baselines, int(train_config.get("seed", released.get("seed") or 0)))
         result["systems"] = list(systems)
         result["scores"] = {name: {} for name in systems}
         if root is not None:
-            mapping = _synthetic_mapping(style_domains, train_config, model)
+            mapping = _synthetic_mapping(style_domains or released.get("style_domains"), train_config, model)
             result["synthetic"] = {"root": str(root), "test_faces": None, "style_domains": mapping}
             if set(mapping) == set(STYLES) or model.mapping is None:
                 _check_style_domains(mapping, model)
@@ -393,7 +394,7 @@ class _FolderImages:
     def batches(self, progress: bool, label: str) -> Iterator[torch.Tensor]:
         self.skipped, self.count = [], 0
         arrays: list[np.ndarray] = []
-        for index, path in enumerate(tqdm(self.files, desc=label, unit="img", disable=not progress)):
+        for index, path in enumerate(progress_bar(self.files, desc=label, unit="img", disable=not progress)):
             try:
                 arrays.append(resize_square(load_image(path), self.resolution))
             except ImageLoadError as exc:

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-from tqdm import tqdm
 
 from twingan.data.image_io import iter_image_files, load_image
 from twingan.errors import DatasetError, ImageLoadError
 from twingan.metrics.fid import feature_statistics
 from twingan.metrics.inception import InceptionFeatures
+from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -65,7 +65,8 @@ def extract_folder_features(root: PathLike, extractor: InceptionFeatures, progre
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     batch: list = []
-    with tqdm(total=len(files), desc=f"Inception features {root.name}", unit="img", disable=not progress) as bar:
+    with progress_bar(total=len(files), desc=f"Inception features {root.name}", unit="img",
+                      disable=not progress) as bar:
         for index, path in enumerate(files):
             try:
                 batch.append(load_image(path))

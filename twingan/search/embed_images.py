@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from twingan.checkpoint import file_sha256
+from twingan.checkpoint import weights_sha256
 from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, link_problem, load_image, no_images_found, resolved
 from twingan.errors import ConfigError, ImageLoadError
 from twingan.faces import FaceDetector
@@ -32,6 +32,7 @@ from twingan.inference.faces_pipeline import FacePipeline
 from twingan.inference.files import DEFAULT_MIN_SIDE, Failure
 from twingan.inference.translator import DEFAULT_BATCH_SIZE, Translator
 from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingStore
+from twingan.utils.progress import progress_bar
 
 EMBEDDING_KINDS = ("full", "pooled")
 DEFAULT_SHARD_SIZE = 4096
@@ -62,13 +63,15 @@ class FaceCrops:
 
 
 def embedding_meta(translator: Translator, kind: str) -> EmbeddingMeta:
-    """What identifies embeddings of ``translator`` (its checkpoint file's sha256), ``kind`` and dimension."""
+    """What identifies embeddings of ``translator`` (its checkpoint's :func:`~twingan.checkpoint.weights_sha256`:
+    a release and its training checkpoint share it), ``kind`` and dimension."""
     if kind not in EMBEDDING_KINDS:
         raise ConfigError(f"embedding kind must be one of {list(EMBEDDING_KINDS)}, got {kind!r}")
     if translator.path is None:
         raise ConfigError("embeddings need the translator's checkpoint file (its hash identifies them)")
     model = {"domains": list(translator.domains), "resolution": translator.resolution}
-    return EmbeddingMeta(file_sha256(translator.path), kind, translator.embedding_dim(kind), model=model)
+    sha256 = weights_sha256(translator.path, translator.meta)
+    return EmbeddingMeta(sha256, kind, translator.embedding_dim(kind), model=model)
 
 
 EMBED_NO_FACE_HINT = "run embed without --detect to take such pictures as face crops (the centre square)"
@@ -196,7 +199,7 @@ def embed_files(
             pending_keys.clear()
 
     try:
-        with tqdm(total=len(todo), unit="img", desc="embedding", file=sys.stderr, disable=not progress) as bar:
+        with progress_bar(total=len(todo), unit="img", desc="embedding", file=sys.stderr, disable=not progress) as bar:
             for start in range(0, len(todo), batch_size):
                 chunk = todo[start : start + batch_size]
                 keys = {path: key for path, key in chunk}

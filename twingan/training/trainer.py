@@ -11,7 +11,6 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 import twingan
 from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, verify_checkpoint
@@ -27,6 +26,7 @@ from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
 from twingan.training.run_folder import RunFolder, RunLogger, sample_grid
 from twingan.utils.device import resolve_device
+from twingan.utils.progress import progress_bar
 
 log = logging.getLogger("twingan.train")
 
@@ -436,7 +436,7 @@ class Trainer:
             end = min(end, int(self.cfg.train.max_images))
         ckpt_every = int(self.cfg.train.checkpoint.every_images)
         sample_every = int(self.cfg.logging.samples.every_images)
-        bar = tqdm(
+        bar = progress_bar(
             total=end,
             initial=min(self.images_seen, end),
             unit="img",

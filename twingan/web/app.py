@@ -42,6 +42,9 @@ from twingan.errors import TwinGANError  # noqa: E402
 from twingan.web.handlers import SearchOutput, TranslateOutput, WebDemo  # noqa: E402
 
 DEFAULT_K = 6
+SIDE_BY_SIDE_WIDTH = 1280
+"""The side-by-side strip is at the model resolution (64x32 px for a 32 px model): the page shows it enlarged by
+a whole factor (nearest neighbour, pixels kept sharp) to at least this width, which fills the page's width."""
 MESSAGE_OK = "**Done:** "
 MESSAGE_ERROR = "**Error:** "
 
@@ -105,6 +108,7 @@ def build_app(demo: WebDemo) -> gr.Blocks:
     with gr.Blocks(title="TwinGAN", analytics_enabled=False, delete_cache=(600, 3600)) as page:
         gr.Markdown("# TwinGAN: faces across domains")
         gr.Markdown(demo.describe(), elem_id="model-info")
+        gr.Markdown(demo.training_line(), elem_id="trained-on")
         with gr.Tab("Translate", id="translate"):
             with gr.Row():
                 with gr.Column():
@@ -117,12 +121,20 @@ def build_app(demo: WebDemo) -> gr.Blocks:
                     detect = gr.Checkbox(value=True, label="Detect faces (photos of people)")
                     conditions = _condition_inputs(demo)
                     run_translate = gr.Button("Translate", variant="primary", elem_id="translate-button")
+                    examples = demo.examples()
+                    if examples:
+                        gr.Examples(
+                            [[str(e.path), e.src, e.to, e.detect] for e in examples], inputs=[photo, src, to, detect],
+                            example_labels=[e.label for e in examples], label="No photo at hand? Try one of these",
+                            elem_id="translate-examples", cache_examples=False,
+                        )
                 with gr.Column():
                     translate_status = gr.Markdown(elem_id="translate-status")
                     avatars = _gallery("Avatars", "avatars")
                     faces = _gallery("Detected faces (what the model saw)", "faces")
             with gr.Row():
-                side = _image("Side by side", "side-by-side")
+                side = _image("Side by side (enlarged)", "side-by-side")
+            with gr.Row():
                 pasted = _image("Pasted back into the photo", "pasted")
         run_translate.click(
             _translate_handler(demo, list(conditions)), inputs=[photo, src, to, detect, *conditions.values()],
@@ -193,9 +205,15 @@ def _translate_handler(demo: WebDemo, conditions: list[str]) -> Callable[..., tu
             out: TranslateOutput = demo.translate(data, src, to, detect, **dict(zip(conditions, values)))
         except TwinGANError as exc:
             return _error(exc), [], [], None, None
-        return MESSAGE_OK + out.message, out.avatars, out.faces, out.side_by_side, out.pasted
+        return MESSAGE_OK + out.message, out.avatars, out.faces, enlarged(out.side_by_side), out.pasted
 
     return translate
+
+
+def enlarged(image: Image.Image, width: int = SIDE_BY_SIDE_WIDTH) -> Image.Image:
+    """``image`` scaled up by the smallest whole factor that makes it at least ``width`` wide (nearest neighbour)."""
+    factor = max(1, -(-width // image.width))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
 
 
 def _search_handler(demo: WebDemo) -> Callable[..., tuple]:

@@ -21,13 +21,15 @@ from typing import Union
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from twingan.checkpoint import file_sha256
 from twingan.data.image_io import ACCEPTED_FORMATS, load_image
 from twingan.errors import ConfigError, ImageLoadError, TwinGANError
 from twingan.faces import FaceDetector
 from twingan.inference import Translator
+from twingan.data.synthetic import params_for_index, render
 from twingan.inference.faces_pipeline import FacePipeline, PhotoResult
+from twingan.inference.release import describe_training, training_summary
 from twingan.search import EmbeddingMeta, Index
+from twingan.search.embed_images import embedding_meta
 
 PathLike = Union[str, os.PathLike]
 
@@ -38,6 +40,11 @@ UPLOAD_FORMATS = ACCEPTED_FORMATS
 """Decoders an upload may reach: the toolkit's one list. Pillow also opens formats whose plugins call out to
 other programs (EPS runs Ghostscript); a public upload field must not lead there."""
 MISSING_TILE_GRAY = 128
+EXAMPLES_DIR = Path(__file__).with_name("examples")
+"""Pictures shipped for the page's examples (see its README.md)."""
+SYNTHETIC_EXAMPLE_SIZE = 128
+SYNTHETIC_EXAMPLES = (("photo", 0), ("photo", 1), ("anime", 2))
+"""(style, index of the synthetic paired test set) of the drawn example faces."""
 
 
 class WebInputError(TwinGANError):
@@ -83,6 +90,17 @@ class TranslateOutput:
     pasted: Image.Image | None
     """The photo with the avatars warped back in; None when the picture was taken as a crop."""
     message: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One ready-made input of the Translate tab: a picture file and how to translate it."""
+
+    path: Path
+    src: str
+    to: str
+    detect: bool
+    label: str
 
 
 @dataclass
@@ -208,7 +226,7 @@ class WebDemo:
             )
         if translator.path is None:
             raise ConfigError("searching an index needs the translator's checkpoint file (to check it made the index)")
-        meta = EmbeddingMeta(file_sha256(translator.path), kind, translator.embedding_dim(kind))
+        meta = embedding_meta(translator, kind)
         meta.check_matches(index.meta, this=f"the checkpoint {translator.path}", that="the index")
         return meta
 
@@ -228,6 +246,29 @@ class WebDemo:
             counts = ", ".join(f"{domain} {count}" for domain, count in self.index.domain_counts().items())
             line += f". Search index: {self.index.ntotal} faces ({counts}), {self.index.meta.embedding_kind} embeddings"
         return line + "."
+
+    def training_line(self) -> str:
+        """What the checkpoint was trained on (a model of the synthetic faces says it is no use on photos)."""
+        return describe_training(training_summary(self.translator.meta))
+
+    def examples(self) -> list[Example]:
+        """Example inputs for a visitor without a photo: the astronaut photo when the model has a 'human'
+        domain, and drawn synthetic faces (face crops, no detection) when it was trained on them. The drawn
+        faces are written into the server's scratch folder."""
+        src, to = self.default_domains()
+        found = []
+        if HUMAN_DOMAIN in self.translator.domains and src != to:
+            found.append(Example(EXAMPLES_DIR / "astronaut.jpg", HUMAN_DOMAIN, to, True, "a photo"))
+        styles = training_summary(self.translator.meta).get("style_domains") or {}
+        if set(styles.values()) <= set(self.translator.domains) and len(set(styles.values())) == 2:
+            folder = self.workdir / "examples"
+            folder.mkdir(exist_ok=True)
+            for style, index in SYNTHETIC_EXAMPLES:
+                path = folder / f"synthetic_{style}_{index}.png"
+                render(params_for_index(0, "test", index), style, SYNTHETIC_EXAMPLE_SIZE).save(path)
+                other = next(s for s in styles if s != style)
+                found.append(Example(path, styles[style], styles[other], False, f"a synthetic {style} face"))
+        return found
 
     def default_domains(self) -> tuple[str, str]:
         """(from, to) preselected in the page: a human photo to the first other domain when there is one."""
