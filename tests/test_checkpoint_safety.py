@@ -158,7 +158,7 @@ def test_a_checkpoint_with_nan_weights_is_refused_by_every_command(tiny_checkpoi
         ["translate", str(nan), str(photos), "--to", "anime", "--out", str(tmp_path / "t"), "--no-progress"],
         ["eval", str(nan), "--device", "cpu", "--quiet"],
         ["embed", str(nan), str(photos), "--domain", "human", "--out", str(tmp_path / "e"), "--no-progress"],
-        ["export", str(nan), "--format", "torchscript", "--to", "anime", "--out", str(tmp_path / "x.pt")],
+        ["export", str(nan), "--format", "pt2", "--to", "anime", "--out", str(tmp_path / "x.pt2")],
     ]
     for command in commands:
         assert main(command) == 1, command
