@@ -20,8 +20,8 @@ from twingan.data.datasets import build_domain_dataset
 from twingan.errors import CheckpointError, ConfigError, TwinGANError
 from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
-from twingan.training import config as config_lib
-from twingan.training import distributed as ddp
+import twingan.training.config as config_lib
+import twingan.training.distributed as ddp
 from twingan.training.calibration import calibrate, calibration_images
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
