@@ -10,8 +10,7 @@ from torch import nn
 
 from twingan.checkpoint import load_tensors, load_translator
 from twingan.cli.main import main
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image
+from twingan.data.image_io import load_image, resize_square
 from twingan.data.synthetic import generate_dataset
 from twingan.errors import ConfigError
 from twingan.inference import Translator

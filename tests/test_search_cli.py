@@ -12,8 +12,7 @@ from skimage import data
 import twingan
 from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
 from twingan.cli.main import main
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image
+from twingan.data.image_io import load_image, resize_square
 from twingan.faces import FaceDetector, face_alignment_transform, warp_to_crop
 from twingan.inference import Translator
 from twingan.metrics.evaluate import evaluate_checkpoint

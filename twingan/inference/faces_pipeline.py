@@ -20,8 +20,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import tensor_to_pil
+from twingan.data.image_io import resize_square, tensor_to_pil
 from twingan.errors import ConfigError
 from twingan.faces import Face, FaceDetector, face_alignment_transform, paste_back, warp_to_crop
 from twingan.faces.align import DEFAULT_FEATHER, DEFAULT_MARGIN
@@ -74,7 +73,7 @@ def center_crop_transform(width: int, height: int, size: int) -> np.ndarray:
     """2x3 photo -> crop transform of the centred square (side min(width, height)) scaled to ``size``.
 
     The square starts at the same integer pixel offsets as
-    :func:`twingan.data.datasets.resize_square` uses (pixel-index coordinates).
+    :func:`twingan.data.image_io.resize_square` uses (pixel-index coordinates).
     """
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2

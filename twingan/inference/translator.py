@@ -9,7 +9,7 @@ Accepted images (one, or a list of them):
 * torch tensors, float in [-1, 1], (3, H, W) or a batch (N, 3, H, W).
 
 Every image is centre-cropped to a square and resized to the model resolution
-exactly as the training data was (:func:`twingan.data.datasets.resize_square`:
+exactly as the training data was (:func:`twingan.data.image_io.resize_square`:
 area averaging when shrinking, bicubic when enlarging); tensors already at the
 model resolution go in unchanged. Translations come back as RGB PIL images at
 the model resolution.
@@ -40,8 +40,7 @@ import torch
 from PIL import Image
 
 from twingan.checkpoint import load_translator
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
+from twingan.data.image_io import load_image, pil_to_tensor, resize_square, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError
 from twingan.utils.device import resolve_device
 from twingan.models import TwinGAN

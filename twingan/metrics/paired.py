@@ -34,8 +34,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
+from twingan.data.image_io import load_image, resize_square, tensor_to_uint8, uint8_to_tensor
 from twingan.data.synthetic import HAIR_COLOUR_NAMES, FaceParams, hair_colour_of, load_test_params, render
 from twingan.metrics.style_classifier import StyleClassifier, style_classifier_for
 

@@ -13,8 +13,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
+from twingan.data.image_io import load_image, resize_square, tensor_to_uint8, uint8_to_tensor
 from twingan.errors import DatasetError, ImageLoadError
 from twingan.metrics import compute_fid_kid
 from twingan.metrics.folder_features import list_folder_images
