@@ -18,6 +18,13 @@ Domain = Union[int, str]
 EmbeddingKind = Literal["full", "pooled"]
 
 
+def condition_vector(style: torch.Tensor | None, attributes: torch.Tensor | None) -> torch.Tensor | None:
+    """The generator's condition layout, in one place: [style code (N, style_dim) | attribute one-hots (N, A)],
+    each part present when the model has it; None when it has neither."""
+    parts = [part for part in (style, attributes) if part is not None]
+    return torch.cat(parts, dim=1) if parts else None
+
+
 class TwinGAN(nn.Module):
     """The translator side of TwinGAN (encoder + generator); discriminators live apart.
 
@@ -120,17 +127,17 @@ class TwinGAN(nn.Module):
                 raise ValueError("this model takes no style or attributes (model.style_dim = 0, no model.attributes)")
             return None
         device = device if device is not None else next(self.parameters()).device
-        parts = []
+        style_part = attribute_part = None
         if self.cfg.style_dim > 0:
-            parts.append(style if style is not None else torch.zeros(n, self.cfg.style_dim, device=device))
+            style_part = style if style is not None else torch.zeros(n, self.cfg.style_dim, device=device)
         elif style is not None:
             raise ValueError("this model has no style encoder (model.style_dim = 0): it cannot take a reference")
         if self.attribute_schema:
-            parts.append(self.attribute_schema.one_hot(labels.to(device)) if labels is not None
-                         else torch.zeros(n, self.attribute_schema.dim, device=device))
+            attribute_part = (self.attribute_schema.one_hot(labels.to(device)) if labels is not None
+                              else torch.zeros(n, self.attribute_schema.dim, device=device))
         elif labels is not None:
             raise ValueError("this model was trained without attributes (model.attributes is empty)")
-        cond = torch.cat(parts, dim=1)
+        cond = condition_vector(style_part, attribute_part)
         if cond.shape[0] != n:
             raise ValueError(f"condition for {n} images has {cond.shape[0]} rows")
         return cond
