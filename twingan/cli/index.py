@@ -238,7 +238,8 @@ def run_query_images(args: argparse.Namespace) -> int:
     from twingan.data.image_io import save_image
     from twingan.faces import FaceDetector
     from twingan.inference import Translator
-    from twingan.search.embed_images import EMBEDDING_KINDS, collect_image_files, embedding_meta, load_face_crops
+    from twingan.models import EMBEDDING_KINDS
+    from twingan.search.embed_images import collect_image_files, embedding_meta, load_face_crops
     from twingan.search.index import Index
     from twingan.search.results_grid import GridRow, results_grid
     from twingan.search.results_text import print_search_results

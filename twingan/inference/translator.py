@@ -43,7 +43,7 @@ from twingan.checkpoint import load_translator
 from twingan.data.image_io import load_image, pil_to_tensor, resize_square, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError
 from twingan.utils.device import resolve_device
-from twingan.models import TwinGAN
+from twingan.models import EMBEDDING_KINDS, TwinGAN
 
 PathLike = Union[str, os.PathLike]
 ImageLike = Union[Image.Image, np.ndarray, torch.Tensor]
@@ -257,8 +257,8 @@ class Translator:
     ) -> np.ndarray:
         """float32 (N, D) L2-normalised embeddings (the 4x4 latent with ``domain``'s normalisation)."""
         self.check_domain(domain, "domain")
-        if kind not in ("full", "pooled"):
-            raise ConfigError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+        if kind not in EMBEDDING_KINDS:
+            raise ConfigError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         _check_batch_size(batch_size)
         items, _ = _as_list(images)
         batch = torch.stack([self._to_model_tensor(item) for item in items]) if items else None

@@ -37,6 +37,7 @@ import torch
 from twingan.data.image_io import load_image, resize_square, tensor_to_uint8, uint8_to_tensor
 from twingan.data.synthetic import HAIR_COLOUR_NAMES, FaceParams, hair_colour_of, load_test_params, render
 from twingan.metrics.style_classifier import StyleClassifier, style_classifier_for
+from twingan.models import EMBEDDING_KINDS
 
 STYLES = ("photo", "anime")
 
@@ -98,8 +99,8 @@ class PixelBaseline:
         return x
 
     def embed(self, x: torch.Tensor, domain: str, kind: str = "full") -> torch.Tensor:
-        if kind not in ("full", "pooled"):
-            raise ValueError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         vectors = x.flatten(1) if kind == "full" else x.mean(dim=(2, 3))
         return torch.nn.functional.normalize(vectors.float(), dim=1)
 

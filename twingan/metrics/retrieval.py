@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from twingan.metrics.paired import PairedTestSet, Translatable
+from twingan.models import EMBEDDING_KINDS
 
-KINDS = ("full", "pooled")
 DIRECTIONS = (("photo", "anime"), ("anime", "photo"))
 
 
@@ -59,14 +59,14 @@ def embedding_recall(
     model: Translatable,
     test_set: PairedTestSet,
     style_domains: Mapping[str, str],
-    kinds: Sequence[str] = KINDS,
+    kinds: Sequence[str] = EMBEDDING_KINDS,
     ks: Sequence[int] = (1, 5, 10),
     batch_size: int = 64,
 ) -> dict[str, float]:
     """Cross-domain recall@k per kind and direction, named by :func:`metric_name`."""
-    unknown = set(kinds) - set(KINDS)
+    unknown = set(kinds) - set(EMBEDDING_KINDS)
     if unknown:
-        raise ValueError(f"embedding kinds must be among {list(KINDS)}, got {sorted(unknown)}")
+        raise ValueError(f"embedding kinds must be among {list(EMBEDDING_KINDS)}, got {sorted(unknown)}")
     scores: dict[str, float] = {}
     for kind in kinds:
         embeddings = embed_styles(model, test_set, style_domains, kind, batch_size)

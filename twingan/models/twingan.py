@@ -1,7 +1,7 @@
 """TwinGAN: one shared encoder and one shared generator, domains chosen by their normalisation."""
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,8 @@ from twingan.models.style_encoder import StyleEncoder
 
 Domain = Union[int, str]
 EmbeddingKind = Literal["full", "pooled"]
+EMBEDDING_KINDS: tuple[str, ...] = get_args(EmbeddingKind)
+"""What :meth:`TwinGAN.embed` computes: ``full``, the flattened 4x4 latent; ``pooled``, its spatial mean."""
 
 
 def condition_vector(style: torch.Tensor | None, attributes: torch.Tensor | None) -> torch.Tensor | None:
@@ -179,7 +181,7 @@ class TwinGAN(nn.Module):
         elif kind == "pooled":
             vec = latent.mean(dim=(2, 3))
         else:
-            raise ValueError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+            raise ValueError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         return F.normalize(vec.float(), dim=1)
 
     def forward(self, x: torch.Tensor, src: Domain, dst: Domain) -> torch.Tensor:
