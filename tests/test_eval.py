@@ -29,7 +29,7 @@ from twingan.metrics.retrieval import embedding_recall
 from twingan.metrics.style_classifier import fit_style_classifier
 from twingan.training import train
 
-from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
+from helpers import run_and_kill_after_first_checkpoint, tiny_run_overrides
 
 STYLES = {"photo": "human", "anime": "anime"}
 
