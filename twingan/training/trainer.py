@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import twingan
-from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
+from twingan.checkpoint import load_tensors, read_meta, save_checkpoint, stored_model_config
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
 from twingan.errors import CheckpointError, ConfigError, TwinGANError
@@ -160,7 +160,7 @@ class Trainer:
         meta = read_meta(path)
         if meta.get("kind") != "training":
             raise CheckpointError(f"{path}: not a training checkpoint (kind={meta.get('kind')!r}); cannot resume from it")
-        if meta.get("model_config") != self.model_cfg.to_dict():
+        if stored_model_config(meta, path) != self.model_cfg:
             raise CheckpointError(
                 f"{path}: its architecture differs from this run's model settings; resume with the config it was "
                 "trained with (see config.yaml in its run folder)"
