@@ -24,7 +24,7 @@ from twingan.errors import CheckpointError
 from twingan.inference import Translator
 from twingan.training import train
 
-from conftest import tiny_run_overrides
+from helpers import tiny_run_overrides
 
 WIDER = ("model.max_channels=64", "model.fmap_base=256")
 """A model whose checkpoints (about 14 MB) take long enough to write that a watcher can kill the writer mid-write."""
@@ -189,10 +189,10 @@ def test_weights_that_overflow_are_refused_at_the_output(tiny_checkpoint, synthe
 
 
 def test_nan_embeddings_never_count_as_recall_hits():
-    from twingan.metrics.paired import recall_at_k
+    from twingan.metrics.retrieval import twin_recall_at_k
 
     queries = np.full((4, 3), np.nan, np.float32)
-    assert recall_at_k(queries, np.eye(4, 3, dtype=np.float32), ks=(1,)) == {1: 0.0}
+    assert twin_recall_at_k(queries, np.eye(4, 3, dtype=np.float32), ks=(1,)) == {1: 0.0}
 
 
 def limited_file_size(limit: int):

@@ -26,7 +26,7 @@ from twingan.metrics.evaluate import evaluate_checkpoint
 from twingan.metrics.paired import reference_partners, reference_target
 from twingan.training import train
 
-from conftest import tiny_run_overrides
+from helpers import tiny_run_overrides
 
 HAIR_VALUES = "[" + ",".join(HAIR_COLOUR_NAMES) + "]"
 REF_KEYS = [f"{d}/{p}_{m}" for d in ("photo2anime", "anime2photo") for p in ("ref", "noref")

@@ -240,7 +240,7 @@ def test_generate_anime_experiment_trains_one_domain_from_noise(synthetic_root, 
     """experiment=generate_anime: one domain, no translation, only the generation loss; the checkpoint draws faces."""
     import json
 
-    from conftest import tiny_run_overrides
+    from helpers import tiny_run_overrides
     from twingan.checkpoint import load_translator
     from twingan.training import train
 
@@ -261,7 +261,7 @@ def test_generate_anime_experiment_trains_one_domain_from_noise(synthetic_root, 
 def test_resume_is_exact_with_every_mode_on(synthetic_root, tmp_path):
     """Noise, references and attribute targets are drawn from the saved generator: a stopped and resumed run
     reaches the same weights as an uninterrupted one."""
-    from conftest import tiny_run_overrides
+    from helpers import tiny_run_overrides
     from twingan.checkpoint import load_tensors
     from twingan.data.synthetic import HAIR_COLOUR_NAMES
     from twingan.training import train

@@ -10,8 +10,7 @@ from torch import nn
 
 from twingan.checkpoint import load_tensors, load_translator
 from twingan.cli.main import main
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image
+from twingan.data.image_io import load_image, resize_square
 from twingan.data.synthetic import generate_dataset
 from twingan.errors import ConfigError
 from twingan.inference import Translator
@@ -26,10 +25,11 @@ from twingan.metrics.evaluate import (
 from twingan.metrics.fid import fid_from_features
 from twingan.metrics.inception import FIDInception3
 from twingan.metrics.paired import PixelBaseline, load_paired_test_set, paired_scores, style_judge
+from twingan.metrics.retrieval import embedding_recall
 from twingan.metrics.style_classifier import fit_style_classifier
 from twingan.training import train
 
-from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
+from helpers import run_and_kill_after_first_checkpoint, tiny_run_overrides
 
 STYLES = {"photo": "human", "anime": "anime"}
 
@@ -52,8 +52,9 @@ def test_eval_cli_prints_a_table_and_writes_json(tiny_checkpoint, synthetic_root
 
     model, _ = load_translator(tiny_checkpoint)
     test_set = load_paired_test_set(synthetic_root, 16)
-    assert result["scores"]["trained"] == paired_scores(model, test_set, STYLES)
-    assert result["scores"]["pixels"] == paired_scores(PixelBaseline(), test_set, STYLES)
+    for name, system in (("trained", model), ("pixels", PixelBaseline())):
+        expected = {**paired_scores(system, test_set, STYLES), **embedding_recall(system, test_set, STYLES)}
+        assert result["scores"][name] == expected
     assert result["scores"]["untrained"]["photo2anime/l1"] != result["scores"]["trained"]["photo2anime/l1"]
 
     lines = printed.splitlines()
@@ -92,7 +93,8 @@ def test_style_domains_can_be_named_when_the_config_cannot_tell(tiny_checkpoint,
     swap = {"photo": "anime", "anime": "human"}
     swapped = evaluate_checkpoint(model, synthetic_root, config=config, style_domains=swap)
     test_set = load_paired_test_set(synthetic_root, 16)
-    assert swapped["scores"]["trained"] == paired_scores(model, test_set, swap)
+    assert swapped["scores"]["trained"] == {**paired_scores(model, test_set, swap),
+                                            **embedding_recall(model, test_set, swap)}
     with pytest.raises(ConfigError, match="not one of this model's domains"):
         evaluate_checkpoint(model, synthetic_root, config=config, style_domains={"photo": "cat", "anime": "human"})
     assert not model.training
@@ -261,3 +263,29 @@ def test_training_evaluation_needs_the_synthetic_set(synthetic_root, tmp_path):
     ]
     with pytest.raises(ConfigError, match="logging.eval.every_images needs the synthetic paired test set"):
         train(overrides)
+
+
+# ---------------------------------------------------------------- the metric registry
+
+def test_metrics_are_chosen_by_name_from_the_registry(tiny_checkpoint, synthetic_root, capsys):
+    from twingan.metrics.registry import METRICS, metric_names
+
+    assert metric_names() == ["translation", "retrieval", "conditioned", "generation", "fid"]
+    model, _ = load_translator(tiny_checkpoint)
+    test_set = load_paired_test_set(synthetic_root, 16)
+    only = evaluate_checkpoint(tiny_checkpoint, device="cpu", metrics=["retrieval"])
+    assert only["scores"]["trained"] == embedding_recall(model, test_set, STYLES)
+    both = evaluate_checkpoint(tiny_checkpoint, device="cpu", metrics=["retrieval", "translation"])
+    assert list(both["scores"]["trained"]) == [*paired_scores(model, test_set, STYLES), *only["scores"]["trained"]]
+    with pytest.raises(ConfigError, match="'generation' does not apply to this evaluation: it needs .*noise"):
+        evaluate_checkpoint(tiny_checkpoint, device="cpu", metrics=["generation"])
+
+    capsys.readouterr()
+    assert main(["eval", str(tiny_checkpoint), "--metrics", "retrieval,recal", "--device", "cpu"]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1
+    assert "unknown metric 'recal'; valid metrics: translation, retrieval, conditioned, generation, fid" in error
+    with pytest.raises(SystemExit):
+        main(["eval", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "among: " + ", ".join(METRICS) + " (default" in help_text

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import tiny_run_overrides
+from helpers import tiny_run_overrides
 from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
 from twingan.cli.main import main
 from twingan.errors import ConfigError

@@ -76,7 +76,7 @@ def test_eye_judge_reads_eye_colours_at_32px(tmp_path):
 
 def test_eval_scores_generation_of_a_trained_checkpoint(tmp_path, judged_root):
     """A real (tiny) generation run: eval adds the generation rows for each style the model draws."""
-    from conftest import tiny_run_overrides
+    from helpers import tiny_run_overrides
     from twingan.training import train
 
     overrides = tiny_run_overrides(judged_root, tmp_path / "run", "model.noise_dim=8", "train.max_images=16")

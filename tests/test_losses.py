@@ -5,8 +5,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from twingan.losses import LossWeights, TranslationLosses, build_objective
-from twingan.losses.gan import Dragan, NonSaturatingR1, WganGp
+from twingan.losses import LossWeights, TranslationLosses, build_objective, draw_inputs
+from twingan.losses.gan import Dragan, NonSaturatingR1, WganGp, squared_gradient_penalty, unit_gradient_penalty
+from twingan.losses.terms import latent_contrast, mode_seeking
 from twingan.models import Discriminators, ModelConfig, TwinGAN
 
 
@@ -42,7 +43,9 @@ def test_dragan_penalty_matches_analytic_gradient():
     u = torch.rand(real.shape, generator=torch.Generator().manual_seed(42), dtype=torch.float64) * 2 - 1
     torch.testing.assert_close(points, real + 0.5 * real.std() * u)
     expected = ((critic.analytic_grad_norms(points) - 1) ** 2).mean()
-    torch.testing.assert_close(obj.penalty(critic, points), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(unit_gradient_penalty(critic, points), expected, rtol=1e-12, atol=1e-12)
+    again = obj.penalty(critic, real, _images(9), torch.Generator().manual_seed(42))
+    torch.testing.assert_close(again, expected, rtol=1e-12, atol=1e-12)  # the fake plays no part
 
 
 def test_wgan_gp_penalty_matches_analytic_gradient():
@@ -52,13 +55,21 @@ def test_wgan_gp_penalty_matches_analytic_gradient():
     eps = torch.rand((6, 1, 1, 1), generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     torch.testing.assert_close(points, eps * real + (1 - eps) * fake)
     expected = ((critic.analytic_grad_norms(points) - 1) ** 2).mean()
-    torch.testing.assert_close(obj.penalty(critic, points), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(unit_gradient_penalty(critic, points), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(obj.penalty(critic, real, fake, torch.Generator().manual_seed(3)), expected)
 
 
 def test_r1_penalty_matches_analytic_gradient():
     critic, real = TanhCritic(12, seed=2), _images(3)
     expected = (critic.analytic_grad_norms(real) ** 2).mean()
-    torch.testing.assert_close(NonSaturatingR1().penalty(critic, real), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(squared_gradient_penalty(critic, real), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(NonSaturatingR1().penalty(critic, real, _images(4)), expected, rtol=1e-12, atol=1e-12)
+
+
+def judge_pair(objective, critic, real, fake, generator=None, penalty_scale=1.0):
+    """The objective's discriminator loss for one (real, fake) pair, as the translation losses form it."""
+    penalty = objective.penalty(critic, real, fake, generator) if penalty_scale else None
+    return objective.discriminator_loss(critic(real), critic(fake), penalty, penalty_scale)
 
 
 @pytest.mark.parametrize("name", ["dragan", "wgan-gp", "ns-r1"])
@@ -68,7 +79,7 @@ def test_penalty_gradient_wrt_critic_weights_matches_finite_differences(name):
     obj = build_objective(name)
 
     def loss():
-        return obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(9))[0]
+        return judge_pair(obj, critic, real, fake, torch.Generator().manual_seed(9))[0]
 
     (grad,) = torch.autograd.grad(loss(), critic.W)
     numeric = torch.zeros_like(critic.W)
@@ -87,16 +98,16 @@ def test_penalty_gradient_wrt_critic_weights_matches_finite_differences(name):
 def test_objective_losses_match_their_formulas():
     critic, real, fake = TanhCritic(12, seed=5), _images(6), _images(7)
     rl, fl = critic(real), critic(fake)
-    hinge, _ = build_objective("hinge").discriminator_loss(critic, real, fake)
+    hinge, _ = build_objective("hinge").discriminator_loss(rl, fl)
     torch.testing.assert_close(hinge, F.relu(1 - rl).mean() + F.relu(1 + fl).mean())
-    ns, _ = build_objective("nonsaturating").discriminator_loss(critic, real, fake)
+    ns, _ = build_objective("nonsaturating").discriminator_loss(rl, fl)
     torch.testing.assert_close(ns, -torch.log(torch.sigmoid(rl)).mean() - torch.log(1 - torch.sigmoid(fl)).mean())
     torch.testing.assert_close(build_objective("dragan").generator_loss(fl), -torch.log(torch.sigmoid(fl)).mean())
     torch.testing.assert_close(build_objective("wgan-gp").generator_loss(fl), -fl.mean())
     g = torch.Generator().manual_seed(1)
     wgan = WganGp(weight=10.0, drift=0.001)
-    total, logs = wgan.discriminator_loss(critic, real, fake, g)
-    gp = wgan.penalty(critic, wgan.penalty_points(real, fake, torch.Generator().manual_seed(1)))
+    total, logs = judge_pair(wgan, critic, real, fake, g)
+    gp = unit_gradient_penalty(critic, wgan.penalty_points(real, fake, torch.Generator().manual_seed(1)))
     torch.testing.assert_close(total, fl.mean() - rl.mean() + 10 * gp + 0.001 * (rl**2).mean())
 
 
@@ -142,20 +153,18 @@ def test_reconstruction_loss_is_l1_of_the_round_trip():
 def test_lazy_penalty_scale_skips_or_multiplies_the_penalty(name):
     critic, real, fake = TanhCritic(12, seed=6), _images(8), _images(9)
     obj = build_objective(name)
-    full, logs = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2))
-    skipped, skipped_logs = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=0)
-    fourfold, _ = obj.discriminator_loss(critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=4)
+    full, logs = judge_pair(obj, critic, real, fake, torch.Generator().manual_seed(2))
+    skipped, skipped_logs = judge_pair(obj, critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=0)
+    fourfold, _ = judge_pair(obj, critic, real, fake, torch.Generator().manual_seed(2), penalty_scale=4)
     assert "gp" in logs and "gp" not in skipped_logs
     torch.testing.assert_close(fourfold - skipped, 4 * (full - skipped), rtol=1e-12, atol=1e-12)
     assert (full - skipped).abs() > 1e-6
     generator = torch.Generator().manual_seed(5)
-    obj.discriminator_loss(critic, real, fake, generator, penalty_scale=0)
+    judge_pair(obj, critic, real, fake, generator, penalty_scale=0)
     assert torch.equal(generator.get_state(), torch.Generator().manual_seed(5).get_state())  # nothing drawn
 
 
 def test_latent_contrast_matches_a_per_row_softmax_in_float64():
-    from twingan.losses.translation import latent_contrast
-
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(5, 4, 4, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, 4, 4, generator=g, dtype=torch.float64)
     tau = 0.1
@@ -183,11 +192,9 @@ def test_generator_step_renders_what_the_discriminator_step_would():
     model, discs = TwinGAN(cfg), Discriminators(cfg)
     losses = TranslationLosses(build_objective("hinge"), LossWeights(recon_adversarial_from=8))
     reals = [torch.randn(3, 3, 8, 8) for _ in range(3)]
-    from twingan.losses import draw_inputs
-
     inputs = draw_inputs(model, reals, None, torch.Generator().manual_seed(0))
     _, _, rendered = losses.generator_step(model, discs, inputs)
-    again = losses._render_for_discriminators(model, inputs)
+    again = losses.render_for_discriminators(model, discs, inputs)
     assert [len(r) for r in rendered] == [len(r) for r in again] == [4, 4, 4]  # 2 translations, recon, generation
     for mine, theirs in zip(rendered, again):
         for x, y in zip(mine, theirs):
@@ -199,8 +206,6 @@ def test_generator_step_renders_what_the_discriminator_step_would():
 
 
 def test_mode_seeking_is_the_inverse_mean_image_to_noise_distance_ratio_of_pairs():
-    from twingan.losses.translation import mode_seeking
-
     g = torch.Generator().manual_seed(4)
     images, noise = torch.randn(7, 3, 4, 4, generator=g, dtype=torch.float64), torch.randn(7, 5, generator=g, dtype=torch.float64)
     ratios = []
@@ -223,3 +228,37 @@ def test_mode_seeking_term_trains_the_generator_of_faces_from_noise():
     torch.testing.assert_close(logs["g_total"], logs["g_gen"] + 2.0 * logs["g_mode_seeking"])
     total.backward()
     assert model.mapping.net[0].weight.grad.abs().sum() > 0
+
+
+def test_the_discriminator_step_judges_each_domains_reals_once():
+    """Three fake batches per domain and attributes: still one pass of D_d over its reals, shared by both."""
+    torch.manual_seed(6)
+    cfg = ModelConfig(domains=("a", "b"), resolution=8, max_channels=8, fmap_base=32, noise_dim=4,
+                      attributes={"hair": ["black", "blue"]})
+    model, discs = TwinGAN(cfg), Discriminators(cfg)
+    reals = [torch.rand(4, 3, 8, 8) * 2 - 1 for _ in range(2)]
+    inputs = draw_inputs(model, reals, [torch.tensor([[0], [1], [1], [-1]]), None], torch.Generator().manual_seed(0))
+    losses = TranslationLosses(build_objective("dragan"), LossWeights(recon_adversarial_from=8))
+    rendered = losses.render_for_discriminators(model, discs, inputs)
+    assert [len(r) for r in rendered] == [3, 3]
+    seen = []
+    for net in discs.nets:
+        net.register_forward_hook(lambda module, args, kwargs, out: seen.append(args[0]), with_kwargs=True)
+    _, logs = losses.discriminator_loss(model, discs, inputs, torch.Generator().manual_seed(1), rendered=rendered)
+    assert "d_attr" in logs
+    for real in reals:
+        assert sum(x is real for x in seen) == 1
+
+
+def test_the_active_terms_follow_the_weights_and_the_models_parts():
+    from twingan.losses import active_terms
+
+    plain = TwinGAN(ModelConfig(domains=("a", "b"), resolution=8, max_channels=8, fmap_base=32))
+    names = [t.name for t in active_terms(LossWeights(), plain, 2)]
+    assert names == ["recon", "adv", "semantic", "contrast", "cycle"]  # no reconstructions judged below 64 px
+    names = [t.name for t in active_terms(LossWeights(recon_adversarial_from=8, cycle=0.0, semantic=0.0), plain, 2)]
+    assert names == ["recon", "adv", "adv_recon", "contrast"]
+    full = TwinGAN(ModelConfig(domains=("a",), resolution=8, max_channels=8, fmap_base=32, noise_dim=4, style_dim=4,
+                               attributes={"hair": ["black", "blue"]}))
+    names = [t.name for t in active_terms(LossWeights(mode_seeking=1.0, recolour=1.0), full, 1)]
+    assert names == ["recon", "gen", "mode_seeking", "attr", "recolour"]  # one domain: nothing translated

@@ -284,3 +284,22 @@ def test_summary_command_prints_the_parameter_table(capsys):
     assert "encoder.blocks.256.conv0.conv.weight" in out and "16x16x3x3" in out
     assert "4:256, 8:256, 16:256, 32:128, 64:64, 128:32, 256:16" in out
     assert main(["summary", "--resolution", "100"]) == 1
+
+
+def test_checkpoints_that_record_the_retired_extra_key_still_load(tmp_path):
+    """ModelConfig.extra was never read and is gone; older checkpoints store it, always empty."""
+    from twingan.checkpoint import load_translator, read_meta, save_checkpoint, stored_model_config
+    from twingan.errors import CheckpointError
+
+    cfg = ModelConfig(domains=("a", "b"), resolution=8, max_channels=8, fmap_base=32)
+    assert "extra" not in cfg.to_dict() and not hasattr(cfg, "extra")
+    model = TwinGAN(cfg)
+    tensors = {f"ema.{name}": value for name, value in model.state_dict().items()}
+    old = save_checkpoint(tmp_path / "old.safetensors", tensors, {"model_config": {**cfg.to_dict(), "extra": {}}})
+    assert read_meta(old)["model_config"]["extra"] == {}
+    assert stored_model_config(read_meta(old), old) == cfg  # what resuming a training checkpoint compares
+    loaded, _ = load_translator(old)
+    assert loaded.cfg == cfg
+    odd = save_checkpoint(tmp_path / "odd.safetensors", tensors, {"model_config": {**cfg.to_dict(), "extra": {"x": 1}}})
+    with pytest.raises(CheckpointError, match=r"invalid model_config in the checkpoint \(unknown model config keys: \['extra'\]"):
+        load_translator(odd)

@@ -9,7 +9,7 @@ import time
 
 from tqdm import tqdm
 
-from conftest import tiny_run_overrides
+from helpers import tiny_run_overrides
 from twingan.utils.progress import LogProgress, progress_bar
 
 LINE = re.compile(r"^work: +\d+% \d+/40 \[[\d:]+<[\d:?]+, [^\]]*photo/s(, loss=[\d.]+)?\]$")

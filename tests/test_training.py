@@ -16,7 +16,7 @@ from twingan.losses.translation import TranslationLosses
 from twingan.training import TrainingDiverged, compose_config, train
 from twingan.training.schedule import ProgressiveSchedule
 
-from conftest import run_and_kill_after_first_checkpoint, tiny_run_overrides
+from helpers import run_and_kill_after_first_checkpoint, tiny_run_overrides
 
 
 def read_log(run_dir):

@@ -125,6 +125,17 @@ def _verify_digest(f: Any, path: Path, header: Mapping[str, Any]) -> None:
         )
 
 
+def stored_model_config(meta: Mapping[str, Any], path: PathLike) -> ModelConfig:
+    """The architecture a checkpoint's header (``meta``, from :func:`read_meta`) records; CheckpointError when
+    it records none or an invalid one."""
+    if "model_config" not in meta:
+        raise CheckpointError(f"{path}: the checkpoint has no model_config; it cannot be rebuilt")
+    try:
+        return ModelConfig.from_dict(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model_config in the checkpoint ({exc})") from exc
+
+
 def load_translator(
     path: PathLike, device: str | torch.device = "cpu", weights: str = "ema"
 ) -> tuple[TwinGAN, dict[str, Any]]:
@@ -136,12 +147,7 @@ def load_translator(
         raise ValueError(f"weights must be 'ema' or 'model', got {weights!r}")
     path = Path(path)
     meta = read_meta(path)
-    if "model_config" not in meta:
-        raise CheckpointError(f"{path}: the checkpoint has no model_config; it cannot be rebuilt")
-    try:
-        cfg = ModelConfig.from_dict(meta["model_config"])
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: invalid model_config in the checkpoint ({exc})") from exc
+    cfg = stored_model_config(meta, path)
     model = TwinGAN(cfg)
     state = load_tensors(path, prefix=f"{weights}.")
     if not state:

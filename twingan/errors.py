@@ -31,6 +31,10 @@ class NonFiniteOutputError(CheckpointError):
     """A model produced NaN or infinite values: its weights are unusable (a diverged run, overflowing weights)."""
 
 
+class NoFaceError(TwinGANError):
+    """A photo (or reference picture) in which no face was found; the message says how small a face was looked for."""
+
+
 class DatasetError(TwinGANError):
     """A dataset is missing, empty or laid out differently than expected."""
 

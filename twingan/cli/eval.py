@@ -54,6 +54,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="pt_inception-2015-12-05-6726825d.pth for FID/KID (default: $TWINGAN_INCEPTION); from "
         "https://github.com/mseitzer/pytorch-fid/releases",
     )
+    parser.add_argument(
+        "--metrics", default=None, metavar="A,B",
+        help="comma-separated metrics to compute, among: translation, retrieval, conditioned, generation, fid "
+        "(default: every one that applies to the checkpoint and the folders given)",
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu, cuda or cuda:N")
     parser.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per batch (default 32)")
@@ -80,8 +85,14 @@ def run(args: argparse.Namespace) -> int:
     if args.no_synthetic and args.synthetic is not None:
         raise ConfigError("--synthetic and --no-synthetic contradict each other; pass one")
     from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table
+    from twingan.metrics.registry import check_metric_names
     from twingan.utils.atomic import atomic_write_text
 
+    metrics = None
+    if args.metrics is not None:
+        metrics = check_metric_names(name.strip() for name in args.metrics.split(",") if name.strip())
+        if not metrics:
+            raise ConfigError("--metrics names no metric; give a comma-separated list such as translation,retrieval")
     result = evaluate_checkpoint(
         args.checkpoint,
         synthetic_root=args.synthetic,
@@ -91,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         paired=not args.no_synthetic,
         style_domains=parse_assignments(args.style_domain, "--style-domain") or None,
         baselines=args.baselines,
+        metrics=metrics,
         device=args.device,
         batch_size=args.batch_size,
         progress=not args.quiet,

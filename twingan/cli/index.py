@@ -1,8 +1,8 @@
 """`twingan index ...`: build, extend, inspect and query the similar-face index.
 
 Galleries come from embeddings stores written by `twingan embed` (one domain per
-store). Building streams the stores shard by shard, so a gallery larger than
-memory can be indexed; approximate kinds are trained on a random sample.
+store); the library side is :mod:`twingan.search.gallery` (building from stores)
+and :mod:`twingan.search.results_text` (printing what a query finds).
 """
 from __future__ import annotations
 
@@ -10,16 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence, TextIO
+from typing import TYPE_CHECKING, Any
 
 from twingan.errors import ConfigError, DatasetError
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from twingan.inference import Translator
-    from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingStore
-    from twingan.search.index import Index, SearchResult
 
 KINDS = ("auto", "flat", "ivf_sq8", "ivf_pq", "hnsw")
 
@@ -147,46 +143,8 @@ def _set_threads(threads: int | None) -> None:
         faiss.omp_set_num_threads(threads)
 
 
-def open_stores(folders: Sequence[Path]) -> list["EmbeddingStore"]:
-    """Open stores and check they hold comparable embeddings (same checkpoint, kind, dimension)."""
-    from twingan.search.embeddings_store import EmbeddingStore
-
-    stores = [EmbeddingStore.open(folder) for folder in folders]
-    for store in stores[1:]:
-        store.meta.check_matches(stores[0].meta, this=f"embeddings store {store.path}", that=f"{stores[0].path}")
-    return stores
-
-
-def training_sample(stores: Sequence["EmbeddingStore"], sizes: Sequence[int], count: int) -> "np.ndarray":
-    """Up to ``count`` vectors drawn from the stores in proportion to their sizes."""
-    import numpy as np
-
-    total = sum(sizes)
-    picks = [store.sample(max(1, round(count * size / total)), seed=i) for i, (store, size) in
-             enumerate(zip(stores, sizes)) if size]
-    return np.concatenate(picks)
-
-
-def add_stores(index: "Index", stores: Sequence["EmbeddingStore"], *, skip_existing: bool) -> tuple[int, int]:
-    """Add every shard of ``stores`` with a progress bar; return (added, skipped)."""
-    import numpy as np
-    from twingan.utils.progress import progress_bar
-
-    known = set(index.paths) if skip_existing else set()
-    added = skipped = 0
-    with progress_bar(total=sum(len(s) for s in stores), unit="vec", desc="indexing", file=sys.stderr) as bar:
-        for store in stores:
-            for vectors, paths in store.iter_shards():
-                keep = [i for i, p in enumerate(paths) if p not in known]
-                if keep:
-                    index.add(np.asarray(vectors)[keep], [paths[i] for i in keep], store.meta, domain=store.domain)
-                added += len(keep)
-                skipped += len(paths) - len(keep)
-                bar.update(len(paths))
-    return added, skipped
-
-
 def run_build(args: argparse.Namespace) -> int:
+    from twingan.search.gallery import add_stores, open_stores, training_sample
     from twingan.search.index import MAX_TRAIN_VECTORS, Index, plan_index
 
     _set_threads(args.threads)
@@ -212,6 +170,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_add(args: argparse.Namespace) -> int:
+    from twingan.search.gallery import add_stores, open_stores
     from twingan.search.index import Index
 
     _set_threads(args.threads)
@@ -261,6 +220,7 @@ def run_query(args: argparse.Namespace) -> int:
 def run_query_vectors(args: argparse.Namespace) -> int:
     from twingan.search.embeddings_store import EmbeddingStore
     from twingan.search.index import Index
+    from twingan.search.results_text import print_search_results
 
     _set_threads(args.threads)
     index = Index.load(args.index, device=args.device)
@@ -277,9 +237,11 @@ def run_query_images(args: argparse.Namespace) -> int:
     from twingan.data.image_io import save_image
     from twingan.faces import FaceDetector
     from twingan.inference import Translator
-    from twingan.search.embed_images import EMBEDDING_KINDS, collect_image_files, embedding_meta, load_face_crops
+    from twingan.models import EMBEDDING_KINDS
+    from twingan.search.embed_images import collect_image_files, embedding_meta, load_face_crops
     from twingan.search.index import Index
     from twingan.search.results_grid import GridRow, results_grid
+    from twingan.search.results_text import print_search_results
 
     if args.checkpoint is None:
         raise ConfigError("query IMAGEs are embedded by the gallery's checkpoint: add --checkpoint CKPT")
@@ -332,34 +294,3 @@ def _query_domain(translator: "Translator", src: str | None, gallery_domain: str
         "inferred only from --domain with a two-domain checkpoint"
     )
 
-
-def print_search_results(
-    index: "Index",
-    queries: "np.ndarray",
-    query_meta: "EmbeddingMeta",
-    labels: Sequence[str],
-    *,
-    k: int,
-    domain: str | None = None,
-    as_json: bool = False,
-    out: TextIO | None = None,
-) -> "SearchResult":
-    """Search ``queries`` (unit rows made with ``query_meta``, which is checked) and print the hits per query.
-
-    ``labels`` name the queries in the output (their image paths). Text output is a
-    block per query: rank, cosine similarity, domain and path of each hit. Returns the search result.
-    """
-    out = out or sys.stdout
-    result = index.search(queries, k, query_meta, domain=domain)
-    for label, scores, paths, domains in zip(labels, result.scores, result.paths, result.domains):
-        hits = [
-            {"rank": rank, "score": round(float(score), 6), "domain": hit_domain, "path": path}
-            for rank, (score, hit_domain, path) in enumerate(zip(scores, domains, paths), start=1)
-        ]
-        if as_json:
-            print(json.dumps({"query": label, "results": hits}), file=out)
-            continue
-        print(f"{label}", file=out)
-        for hit in hits:
-            print(f"  {hit['rank']:>3}  {hit['score']:.4f}  {hit['domain']:<10}  {hit['path']}", file=out)
-    return result

@@ -28,16 +28,13 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence, Union
+from typing import Callable, Iterable, Iterator, Protocol, Sequence, Union
 
 import numpy as np
 import torch.utils.data
 
 from twingan.errors import DatasetError, ImageLoadError
 from twingan.utils.atomic import atomic_write_text
-
-if TYPE_CHECKING:
-    from twingan.data.datasets import ImageDomainDataset
 
 PathLike = Union[str, os.PathLike]
 CACHE_FORMAT = "twingan-image-cache"
@@ -129,10 +126,24 @@ class ImageCache:
         return reasons
 
 
+class CacheableDataset(Protocol):
+    """What a dataset shows the cache (an ImageDomainDataset does): its files and how it decodes them."""
+
+    kind: str
+    root: Path
+    paths: Sequence[Path]
+
+    def __len__(self) -> int: ...
+
+    def load_square(self, index: int, resolution: int) -> np.ndarray: ...
+
+    def pixel_settings(self) -> dict: ...
+
+
 class _CacheSource(torch.utils.data.Dataset):
     """Decodes dataset items at every cache resolution (runs in DataLoader workers)."""
 
-    def __init__(self, dataset: ImageDomainDataset, resolutions: Sequence[int], start: int) -> None:
+    def __init__(self, dataset: CacheableDataset, resolutions: Sequence[int], start: int) -> None:
         self.dataset = dataset
         self.resolutions = list(resolutions)
         self.start = start
@@ -148,7 +159,7 @@ class _CacheSource(torch.utils.data.Dataset):
             return index, None, exc.reason
 
 
-def _plan(dataset: ImageDomainDataset, resolutions: Sequence[int], entries: list[Entry]) -> dict:
+def _plan(dataset: CacheableDataset, resolutions: Sequence[int], entries: list[Entry]) -> dict:
     return {
         "format": CACHE_FORMAT,
         "version": CACHE_VERSION,
@@ -193,7 +204,7 @@ def cache_bytes(count: int, resolutions: Iterable[int]) -> int:
 
 
 def build_cache(
-    dataset: ImageDomainDataset,
+    dataset: CacheableDataset,
     resolutions: Sequence[int],
     out_dir: PathLike,
     *,

@@ -51,7 +51,7 @@ from PIL import Image
 
 from twingan.data.cache import ImageCache, source_entry
 from twingan.data.cat_crop import DEFAULT_MARGIN, CatKeypointError, crop_cat_face, read_cat_keypoints
-from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, load_image
+from twingan.data.image_io import DEFAULT_MAX_PIXELS, iter_image_files, load_image, resize_square
 from twingan.errors import ConfigError, DatasetError, ImageLoadError
 
 PathLike = Union[str, os.PathLike]
@@ -77,23 +77,6 @@ def hash_split(relative_path: str, val_fraction: float, test_fraction: float) ->
     if u < 1.0 - test_fraction:
         return "val"
     return "test"
-
-
-def resize_square(image: Image.Image, resolution: int) -> np.ndarray:
-    """Centre-crop to a square, resize to ``resolution``; returns (R, R, 3) uint8.
-
-    Shrinking uses PIL's box filter (each output pixel is the area average of
-    the input pixels it covers, so no aliasing); enlarging uses bicubic.
-    """
-    width, height = image.size
-    side = min(width, height)
-    if width != height:
-        left, top = (width - side) // 2, (height - side) // 2
-        image = image.crop((left, top, left + side, top + side))
-    if side != resolution:
-        resample = Image.Resampling.BOX if side > resolution else Image.Resampling.BICUBIC
-        image = image.resize((resolution, resolution), resample)
-    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 class ImageDomainDataset(torch.utils.data.Dataset):

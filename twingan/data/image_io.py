@@ -1,4 +1,4 @@
-"""The toolkit's one image loader and saver.
+"""The toolkit's one image loader and saver, and the centre-crop-and-resize every model input goes through.
 
 Every part of twingan that reads a picture (datasets, preparation, translation,
 search, the web demo) goes through :func:`load_image`, so that EXIF rotation,
@@ -170,6 +170,23 @@ def to_rgb(img: Image.Image, background: tuple[int, int, int] = (255, 255, 255))
         canvas.alpha_composite(rgba)
         return canvas.convert("RGB")
     return img.convert("RGB")
+
+
+def resize_square(image: Image.Image, resolution: int) -> np.ndarray:
+    """Centre-crop to a square, resize to ``resolution``; returns (R, R, 3) uint8.
+
+    Shrinking uses PIL's box filter (each output pixel is the area average of
+    the input pixels it covers, so no aliasing); enlarging uses bicubic.
+    """
+    width, height = image.size
+    side = min(width, height)
+    if width != height:
+        left, top = (width - side) // 2, (height - side) // 2
+        image = image.crop((left, top, left + side, top + side))
+    if side != resolution:
+        resample = Image.Resampling.BOX if side > resolution else Image.Resampling.BICUBIC
+        image = image.resize((resolution, resolution), resample)
+    return np.array(image.convert("RGB"), dtype=np.uint8)
 
 
 def iter_image_files(root: PathLike, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> Iterator[Path]:

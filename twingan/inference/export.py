@@ -42,6 +42,7 @@ from twingan.checkpoint import file_sha256
 from twingan.errors import ConfigError, TwinGANError
 from twingan.inference.translator import Translator
 from twingan.models import TwinGAN
+from twingan.models.twingan import condition_vector
 from twingan.utils.atomic import atomic_path
 
 PathLike = Union[str, os.PathLike]
@@ -84,12 +85,8 @@ class OneDirection(nn.Module):
 
     def forward(self, x: torch.Tensor, *condition_inputs: torch.Tensor) -> torch.Tensor:
         latent, skips = self.encoder(x, self.src)
-        parts = []
-        if self.style_encoder is not None:
-            parts.append(self.style_encoder(condition_inputs[0], self.dst))
-        if self.attribute_dim:
-            parts.append(condition_inputs[-1])
-        cond = torch.cat(parts, dim=1) if parts else None
+        style = self.style_encoder(condition_inputs[0], self.dst) if self.style_encoder is not None else None
+        cond = condition_vector(style, condition_inputs[-1] if self.attribute_dim else None)
         return self.generator(latent, skips, self.dst, cond).clamp(-1.0, 1.0)
 
 

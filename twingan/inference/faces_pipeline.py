@@ -16,18 +16,30 @@ found.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Protocol, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import tensor_to_pil
+from twingan.data.image_io import resize_square, tensor_to_pil
 from twingan.errors import ConfigError
 from twingan.faces import Face, FaceDetector, face_alignment_transform, paste_back, warp_to_crop
 from twingan.faces.align import DEFAULT_FEATHER, DEFAULT_MARGIN
-from twingan.inference.translator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_FACES, NoFaceError, Translator
+from twingan.errors import NoFaceError
+from twingan.inference.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_FACES
+
+
+class CropTranslator(Protocol):
+    """What the pipeline needs of a :class:`~twingan.inference.translator.Translator` (which imports this module)."""
+
+    resolution: int
+
+    def preprocess(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+
+    def translate_tensor(
+        self, x: torch.Tensor, to: str, src: str, batch_size: int = DEFAULT_BATCH_SIZE, cond: torch.Tensor | None = None
+    ) -> torch.Tensor: ...
 
 HUMAN_DOMAIN = "human"
 """The domain whose pictures are photos of people: by default MTCNN finds and aligns their faces."""
@@ -87,7 +99,7 @@ def center_crop_transform(width: int, height: int, size: int) -> np.ndarray:
     """2x3 photo -> crop transform of the centred square (side min(width, height)) scaled to ``size``.
 
     The square starts at the same integer pixel offsets as
-    :func:`twingan.data.datasets.resize_square` uses (pixel-index coordinates).
+    :func:`twingan.data.image_io.resize_square` uses (pixel-index coordinates).
     """
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
@@ -113,7 +125,7 @@ class FacePipeline:
 
     def __init__(
         self,
-        translator: Translator,
+        translator: CropTranslator,
         detector: FaceDetector | None,
         *,
         max_faces: int = DEFAULT_MAX_FACES,

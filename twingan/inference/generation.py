@@ -32,11 +32,11 @@ from PIL import Image
 
 from twingan.data.image_io import tensor_to_pil
 from twingan.errors import ConfigError
+from twingan.inference.defaults import DEFAULT_BATCH_SIZE
 from twingan.inference.translator import check_model_domain, model_attribute_labels
 from twingan.models import TwinGAN
 from twingan.utils.progress import progress_bar
 
-DEFAULT_BATCH_SIZE = 16
 MAX_STRIP_COLUMNS = 16
 """A walk strip wraps into rows of at most this many frames."""
 NO_GENERATION = (

@@ -9,7 +9,7 @@ Accepted images (one, or a list of them):
 * torch tensors, float in [-1, 1], (3, H, W) or a batch (N, 3, H, W).
 
 Every image is centre-cropped to a square and resized to the model resolution
-exactly as the training data was (:func:`twingan.data.datasets.resize_square`:
+exactly as the training data was (:func:`twingan.data.image_io.resize_square`:
 area averaging when shrinking, bicubic when enlarging); tensors already at the
 model resolution go in unchanged. Translations come back as RGB PIL images at
 the model resolution.
@@ -48,13 +48,13 @@ import torch
 from PIL import Image
 
 from twingan.checkpoint import load_translator
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, pil_to_tensor, tensor_to_pil, to_rgb
-from twingan.errors import ConfigError, NonFiniteOutputError, TwinGANError, quoted
+from twingan.data.image_io import load_image, pil_to_tensor, resize_square, tensor_to_pil, to_rgb
+from twingan.errors import ConfigError, NoFaceError, NonFiniteOutputError, quoted
 from twingan.faces.align import DEFAULT_MARGIN
+from twingan.inference.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_FACES
 from twingan.inference.download import resolve_pretrained
 from twingan.utils.device import resolve_device
-from twingan.models import TwinGAN
+from twingan.models import EMBEDDING_KINDS, TwinGAN
 
 if TYPE_CHECKING:
     from twingan.faces import FaceDetector
@@ -67,13 +67,7 @@ Images = Union[ImageLike, Sequence[ImageLike]]
 Reference = Union[ImageLike, str, os.PathLike]
 Attributes = Union[Mapping[str, str], Sequence[str], str]
 
-DEFAULT_BATCH_SIZE = 16
-DEFAULT_MAX_FACES = 8
 WHITE = (255, 255, 255)
-
-
-class NoFaceError(TwinGANError):
-    """A photo (or reference picture) in which no face was found; the message says how small a face was looked for."""
 
 
 def check_model_domain(model: TwinGAN, domain: str, option: str = "domain") -> str:
@@ -378,8 +372,8 @@ class Translator:
     ) -> np.ndarray:
         """float32 (N, D) L2-normalised embeddings (the 4x4 latent with ``domain``'s normalisation)."""
         self.check_domain(domain, "domain")
-        if kind not in ("full", "pooled"):
-            raise ConfigError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+        if kind not in EMBEDDING_KINDS:
+            raise ConfigError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         _check_batch_size(batch_size)
         items, _ = _as_list(images)
         batch = torch.stack([self._to_model_tensor(item) for item in items]) if items else None

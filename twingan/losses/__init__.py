@@ -1,7 +1,9 @@
-"""Losses: GAN objectives with their gradient penalties, and TwinGAN's translation losses."""
-from twingan.losses.gan import OBJECTIVES, GANObjective, build_objective
+"""Losses: GAN objectives with their gradient penalties, and TwinGAN's translation objective composed of terms."""
 from twingan.losses.conditioning import StepInputs, draw_inputs
-from twingan.losses.translation import LossWeights, TranslationLosses
+from twingan.losses.gan import OBJECTIVES, GANObjective, build_objective
+from twingan.losses.terms import TERMS, Term, active_terms
+from twingan.losses.translation import TranslationLosses
+from twingan.losses.weights import LossWeights
 
 __all__ = [
     "OBJECTIVES",
@@ -11,4 +13,7 @@ __all__ = [
     "TranslationLosses",
     "StepInputs",
     "draw_inputs",
+    "TERMS",
+    "Term",
+    "active_terms",
 ]

@@ -137,18 +137,12 @@ def translation_condition(model: TwinGAN, inputs: StepInputs, domain: int) -> tu
     return model.condition(n, style=style, labels=targets), style
 
 
-def own_styles(model: TwinGAN, reals: Sequence[torch.Tensor]) -> list[torch.Tensor | None]:
-    """Every domain's reals' own style codes (Nones without a style encoder), computed once per step and
-    shared by the reconstructions, the recolouring and the cycle's way back."""
-    return [model.style(x, d) if model.style_encoder is not None else None for d, x in enumerate(reals)]
-
-
 def own_condition(
     model: TwinGAN, n: int, style: torch.Tensor | None, labels: torch.Tensor | None, rows: torch.Tensor | None = None
 ) -> torch.Tensor | None:
-    """The condition that describes ``n`` images themselves: their own style code (from :func:`own_styles`)
-    and their own labels (for reconstructions). ``rows``: which rows keep their code (the others a zero
-    code); None: all.
+    """The condition that describes ``n`` images themselves: their own style code and their own labels (for
+    reconstructions, the recolouring and the cycle's way back). ``rows``: which rows keep their code (the
+    others a zero code); None: all.
     """
     return model.condition(n, style=_masked(style, rows), labels=labels if model.attribute_schema else None)
 

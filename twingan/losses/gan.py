@@ -1,13 +1,18 @@
 """GAN objectives: DRAGAN (TwinGAN's default), WGAN-GP, hinge, non-saturating + R1.
 
-Each objective gives the discriminator loss for (real, fake) batches, including
-its gradient penalty, and the generator's adversarial loss for fake logits.
-Penalty points are sampled by ``penalty_points`` (with an optional
-``torch.Generator``) separately from the penalty itself, so both can be checked.
-``penalty_scale`` multiplies the penalty term: 0 skips it (no points drawn, no
-double backward), N applies it N times as strongly, which is how lazy
-regularisation (the penalty every N steps, as StyleGAN2 does for R1) keeps its
-average strength.
+An objective turns logits into losses: the discriminator's loss from the logits of a
+real batch and of a fake one, plus the gradient penalty of that pair, and the
+generator's adversarial loss from fake logits. It never runs the critic on images
+it is given logits for, so a caller judges each real batch once however many fake
+batches it is compared with.
+
+The penalty is computed apart (:meth:`GANObjective.penalty`) because it needs the
+critic itself: it is defined by the critic's input gradient at points that
+``penalty_points`` samples (with an optional ``torch.Generator``), so points and
+formula can be checked separately. ``penalty_scale`` multiplies the penalty term:
+callers skip the penalty at 0 (no points drawn, no double backward); N applies it N
+times as strongly, which is how lazy regularisation (the penalty every N steps, as
+StyleGAN2 does for R1) keeps its average strength.
 """
 from __future__ import annotations
 
@@ -32,20 +37,49 @@ def gradient_norms(critic: Critic, points: torch.Tensor) -> torch.Tensor:
         return grad.flatten(1).norm(2, dim=1)
 
 
+def unit_gradient_penalty(critic: Critic, points: torch.Tensor) -> torch.Tensor:
+    """E[(||grad critic(points)|| - 1)^2]: DRAGAN's and WGAN-GP's penalty."""
+    return (gradient_norms(critic, points) - 1.0).pow(2).mean()
+
+
+def squared_gradient_penalty(critic: Critic, points: torch.Tensor) -> torch.Tensor:
+    """E[||grad critic(points)||^2]: R1's penalty (at the reals)."""
+    return gradient_norms(critic, points).pow(2).mean()
+
+
 class GANObjective(ABC):
     name: str
+    penalty_weight: float = 0.0
+    """How strongly the gradient penalty counts in the discriminator's loss (0: the objective has none)."""
 
     @abstractmethod
-    def discriminator_loss(
-        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None,
-        penalty_scale: float = 1.0,
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Loss to minimise for the discriminator, and its parts for logging (objectives without a
-        penalty ignore ``penalty_scale``)."""
+    def critic_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """The discriminator's loss for one (real, fake) pair of logit batches, without the penalty."""
 
     @abstractmethod
     def generator_loss(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """Adversarial loss to minimise for the generator."""
+
+    def penalty(
+        self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor | None:
+        """The gradient penalty of the pair (real, fake) (unweighted); None for objectives without one."""
+        return None
+
+    def discriminator_loss(
+        self,
+        real_logits: torch.Tensor,
+        fake_logits: torch.Tensor,
+        penalty: torch.Tensor | None = None,
+        penalty_scale: float = 1.0,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss to minimise for the discriminator, and its parts for logging; ``penalty`` from :meth:`penalty`."""
+        loss = self.critic_loss(real_logits, fake_logits)
+        logs = {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
+        if penalty is not None:
+            logs["gp"] = penalty.detach()
+            loss = loss + penalty_scale * self.penalty_weight * penalty
+        return loss, logs
 
 
 class NonSaturating(GANObjective):
@@ -53,10 +87,8 @@ class NonSaturating(GANObjective):
 
     name = "nonsaturating"
 
-    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
-        real_logits, fake_logits = critic(real), critic(fake)
-        loss = F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
-        return loss, {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
+    def critic_loss(self, real_logits, fake_logits):
+        return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
     def generator_loss(self, fake_logits):
         return F.softplus(-fake_logits).mean()
@@ -72,23 +104,15 @@ class Dragan(NonSaturating):
     name = "dragan"
 
     def __init__(self, weight: float = 0.25, perturb_scale: float = 0.5) -> None:
-        self.weight = weight
+        self.penalty_weight = weight
         self.perturb_scale = perturb_scale
 
     def penalty_points(self, real: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         u = torch.rand(real.shape, generator=generator, device=real.device, dtype=real.dtype) * 2.0 - 1.0
         return real.detach() + self.perturb_scale * real.detach().std() * u
 
-    def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
-        return (gradient_norms(critic, points) - 1.0).pow(2).mean()
-
-    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
-        loss, logs = super().discriminator_loss(critic, real, fake)
-        if not penalty_scale:
-            return loss, logs
-        gp = self.penalty(critic, self.penalty_points(real, generator))
-        logs["gp"] = gp.detach()
-        return loss + penalty_scale * self.weight * gp, logs
+    def penalty(self, critic, real, fake, generator=None):
+        return unit_gradient_penalty(critic, self.penalty_points(real, generator))
 
 
 class WganGp(GANObjective):
@@ -97,7 +121,7 @@ class WganGp(GANObjective):
     name = "wgan-gp"
 
     def __init__(self, weight: float = 10.0, drift: float = 0.001) -> None:
-        self.weight = weight
+        self.penalty_weight = weight
         self.drift = drift
 
     def penalty_points(
@@ -106,18 +130,11 @@ class WganGp(GANObjective):
         eps = torch.rand((real.shape[0], 1, 1, 1), generator=generator, device=real.device, dtype=real.dtype)
         return torch.lerp(fake.detach(), real.detach(), eps)
 
-    def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
-        return (gradient_norms(critic, points) - 1.0).pow(2).mean()
+    def penalty(self, critic, real, fake, generator=None):
+        return unit_gradient_penalty(critic, self.penalty_points(real, fake, generator))
 
-    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
-        real_logits, fake_logits = critic(real), critic(fake)
-        loss = fake_logits.mean() - real_logits.mean() + self.drift * real_logits.pow(2).mean()
-        logs = {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
-        if not penalty_scale:
-            return loss, logs
-        gp = self.penalty(critic, self.penalty_points(real, fake, generator))
-        logs["gp"] = gp.detach()
-        return loss + penalty_scale * self.weight * gp, logs
+    def critic_loss(self, real_logits, fake_logits):
+        return fake_logits.mean() - real_logits.mean() + self.drift * real_logits.pow(2).mean()
 
     def generator_loss(self, fake_logits):
         return -fake_logits.mean()
@@ -126,10 +143,8 @@ class WganGp(GANObjective):
 class Hinge(GANObjective):
     name = "hinge"
 
-    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
-        real_logits, fake_logits = critic(real), critic(fake)
-        loss = F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
-        return loss, {"d_real": real_logits.mean().detach(), "d_fake": fake_logits.mean().detach()}
+    def critic_loss(self, real_logits, fake_logits):
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
     def generator_loss(self, fake_logits):
         return -fake_logits.mean()
@@ -142,17 +157,10 @@ class NonSaturatingR1(NonSaturating):
 
     def __init__(self, gamma: float = 10.0) -> None:
         self.gamma = gamma
+        self.penalty_weight = 0.5 * gamma
 
-    def penalty(self, critic: Critic, points: torch.Tensor) -> torch.Tensor:
-        return gradient_norms(critic, points).pow(2).mean()
-
-    def discriminator_loss(self, critic, real, fake, generator=None, penalty_scale=1.0):
-        loss, logs = super().discriminator_loss(critic, real, fake)
-        if not penalty_scale:
-            return loss, logs
-        r1 = self.penalty(critic, real)
-        logs["gp"] = r1.detach()
-        return loss + penalty_scale * 0.5 * self.gamma * r1, logs
+    def penalty(self, critic, real, fake, generator=None):
+        return squared_gradient_penalty(critic, real)
 
 
 OBJECTIVES: dict[str, type[GANObjective]] = {

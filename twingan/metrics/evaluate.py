@@ -10,9 +10,11 @@ same way, so the table has one column per system:
 * ``pixels`` (with ``baselines``): :class:`~twingan.metrics.paired.PixelBaseline`,
   whose "translation" is its input and whose embedding is the raw pixels.
 
-Paired-synthetic rows (``photo2anime/l1``, ``.../hair_acc``, ``.../recall@k``,
-both directions) come from :func:`~twingan.metrics.paired.paired_scores`. For a
-model with a style encoder and/or a synthetic ``hair`` attribute, every system
+The rows come from the metrics of :mod:`twingan.metrics.registry`, all that apply
+unless ``metrics`` names some. Paired-synthetic rows (``photo2anime/l1``,
+``.../hair_acc``, both directions) come from ``translation``
+(:func:`~twingan.metrics.paired.paired_scores`), ``.../recall@k`` and
+``.../pooled_recall@k`` from ``retrieval``. For a model with a style encoder and/or a synthetic ``hair`` attribute, every system
 also gets the conditioned rows of :func:`~twingan.metrics.paired.conditioned_scores`
 (``ref_hair_acc``, ``ref_pose_l1``, ``ref_pose_acc``, their ``noref_*``
 counterparts for the plain translation, ``attr_hair_acc``); other models' results
@@ -26,10 +28,8 @@ style its domains were trained on, the generation rows of
 ``gen_attr_hair_acc``), for the trained and the untrained model; a one-domain
 generation model gets only those.
 FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
-folder of real SRC images with a folder of real DST images. Both folders are
-centre-cropped and resized to the model resolution the way training data is,
-so the score measures the translation, not the gap between the model's
-resolution and the size of the real files.
+folder of real SRC images with a folder of real DST images
+(:mod:`twingan.metrics.translation_fid`).
 """
 from __future__ import annotations
 
@@ -37,31 +37,16 @@ import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Iterator, Mapping, Sequence, Union
 
-import numpy as np
 import torch
 
 from twingan.checkpoint import load_translator
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
-from twingan.errors import ConfigError, DatasetError, ImageLoadError, NonFiniteOutputError, quoted
-from twingan.metrics import compute_fid_kid
-from twingan.metrics.folder_features import list_folder_images
-from twingan.metrics.generation_scores import generation_scores
+from twingan.errors import ConfigError, DatasetError, NonFiniteOutputError, quoted
 from twingan.metrics.inception import InceptionFeatures, resolve_device, resolve_inception_path
-from twingan.metrics.paired import (
-    STYLES,
-    PixelBaseline,
-    Translatable,
-    conditioned_scores,
-    conditioned_view,
-    conditioning_parts,
-    load_paired_test_set,
-    paired_scores,
-)
+from twingan.metrics.paired import STYLES, PixelBaseline, Translatable
+from twingan.metrics.registry import EvaluationRun, check_metric_names, run_metrics
 from twingan.models import TwinGAN
-from twingan.utils.progress import progress_bar
 
 PathLike = Union[str, os.PathLike]
 
@@ -80,6 +65,7 @@ def evaluate_checkpoint(
     paired: bool = True,
     style_domains: Mapping[str, str] | None = None,
     baselines: bool = False,
+    metrics: Sequence[str] | None = None,
     device: str | torch.device = "auto",
     batch_size: int = 32,
     progress: bool = False,
@@ -94,14 +80,20 @@ def evaluate_checkpoint(
     ``real_folders`` (source domain -> folder) and ``target_folders`` (target
     domain -> folder) are given, for every source/target pair of different
     domains; ``inception`` is the weights path (else $TWINGAN_INCEPTION) or a
-    ready :class:`InceptionFeatures`. A model passed in is used on its own
-    device and left in the train/eval mode it came in.
+    ready :class:`InceptionFeatures`. ``metrics``: the names of the metrics to
+    compute (:mod:`twingan.metrics.registry`); None computes every one that
+    applies. A model passed in is used on its own device and left in the
+    train/eval mode it came in.
 
     Result keys: checkpoint, domains, resolution, images_seen, systems,
     scores (system -> metric -> value), synthetic (root, test_faces,
     style_domains; or None), fid (pair -> details; or None).
     """
+    if metrics is not None:
+        metrics = check_metric_names(metrics)
     wants_fid = bool(real_folders) or bool(target_folders)
+    if wants_fid and metrics is not None and "fid" not in metrics:
+        raise ConfigError("--real/--target are the folders of the fid metric, which --metrics leaves out")
     if wants_fid:
         real_folders, target_folders = _check_fid_request(real_folders, target_folders)
         if not isinstance(inception, InceptionFeatures):
@@ -136,41 +128,28 @@ def evaluate_checkpoint(
         "synthetic": None,
         "fid": None,
     }
+    mapping: dict[str, str] = {}
+    if root is not None:
+        mapping = _synthetic_mapping(style_domains or released.get("style_domains"), train_config, model)
+        result["synthetic"] = {"root": str(root), "test_faces": None, "style_domains": mapping}
+        if set(mapping) == set(STYLES) or model.mapping is None:
+            _check_style_domains(mapping, model)
+        for style, domain in mapping.items():
+            _check_domain(domain, model, f"the synthetic {style!r} style")
     with _eval_mode(model), torch.no_grad():
         systems = _systems(model, baselines, int(train_config.get("seed", released.get("seed") or 0)))
-        result["systems"] = list(systems)
-        result["scores"] = {name: {} for name in systems}
-        if root is not None:
-            mapping = _synthetic_mapping(style_domains or released.get("style_domains"), train_config, model)
-            result["synthetic"] = {"root": str(root), "test_faces": None, "style_domains": mapping}
-            if set(mapping) == set(STYLES) or model.mapping is None:
-                _check_style_domains(mapping, model)
-                test_set = load_paired_test_set(root, model.resolution)
-                parts = conditioning_parts(model)
-                for name, system in systems.items():
-                    try:
-                        result["scores"][name].update(paired_scores(system, test_set, mapping, batch_size=batch_size))
-                    except NonFiniteOutputError as exc:
-                        raise NonFiniteOutputError(f"{quoted(checkpoint or 'the evaluated model')}: {exc}") from exc
-                    if parts:
-                        result["scores"][name].update(conditioned_scores(
-                            conditioned_view(system), test_set, mapping, parts, batch_size=batch_size))
-                result["synthetic"]["test_faces"] = len(test_set.params)
-            if model.mapping is not None:
-                for name, system in systems.items():
-                    if isinstance(system, TwinGAN):
-                        for style, domain in mapping.items():
-                            _check_domain(domain, model, f"the synthetic {style!r} style")
-                            scores = generation_scores(system, root, domain, style, batch_size=batch_size)
-                            result["scores"][name].update({f"{style}/{k}": v for k, v in scores.items()})
-        if wants_fid:
-            extractor = inception if isinstance(inception, InceptionFeatures) else InceptionFeatures.from_path(
-                inception, device=_device_of(model), batch_size=batch_size
-            )
-            result["fid"] = _fid_of_translations(
-                systems, real_folders, target_folders, model.resolution, extractor, batch_size, progress,
-                result["scores"],
-            )
+        run = EvaluationRun(
+            model, systems, batch_size, synthetic_root=root, style_domains=mapping,
+            real_folders=dict(real_folders or {}), target_folders=dict(target_folders or {}),
+            inception=inception, progress=progress,
+        )
+        try:
+            run_metrics(run, metrics)
+        except NonFiniteOutputError as exc:
+            raise NonFiniteOutputError(f"{quoted(checkpoint or 'the evaluated model')}: {exc}") from exc
+    result.update(systems=list(systems), scores=run.scores, fid=run.fid)
+    if result["synthetic"] is not None:
+        result["synthetic"]["test_faces"] = run.test_faces
     return result
 
 
@@ -378,83 +357,3 @@ def _eval_mode(model: torch.nn.Module) -> Iterator[None]:
 
 def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-class _FolderImages:
-    """A folder's readable images as uint8 (N, 3, R, R) batches at the model resolution; skipped files are kept."""
-
-    def __init__(self, root: Path, resolution: int, batch_size: int) -> None:
-        self.root = root
-        self.files = list_folder_images(root)
-        self.resolution = resolution
-        self.batch_size = batch_size
-        self.skipped: list[tuple[str, str]] = []
-        self.count = 0
-
-    def batches(self, progress: bool, label: str) -> Iterator[torch.Tensor]:
-        self.skipped, self.count = [], 0
-        arrays: list[np.ndarray] = []
-        for index, path in enumerate(progress_bar(self.files, desc=label, unit="img", disable=not progress)):
-            try:
-                arrays.append(resize_square(load_image(path), self.resolution))
-            except ImageLoadError as exc:
-                self.skipped.append((path.relative_to(self.root).as_posix(), exc.reason))
-            if arrays and (len(arrays) == self.batch_size or index == len(self.files) - 1):
-                self.count += len(arrays)
-                yield torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-                arrays = []
-        if self.count < 2:
-            raise DatasetError(
-                f"{self.root}: FID and KID need at least 2 readable images, got {self.count}"
-                + (f" (first unreadable: {self.skipped[0][0]}: {self.skipped[0][1]})" if self.skipped else "")
-            )
-
-
-def _fid_of_translations(
-    systems: Mapping[str, Translatable],
-    real: Mapping[str, Path],
-    target: Mapping[str, Path],
-    resolution: int,
-    extractor: InceptionFeatures,
-    batch_size: int,
-    progress: bool,
-    scores: dict[str, dict[str, float]],
-) -> dict[str, dict[str, Any]]:
-    """Add ``SRC2DST/fid`` and ``SRC2DST/kid`` to ``scores`` for every system; return each pair's details."""
-    target_images = {dst: _FolderImages(folder, resolution, batch_size) for dst, folder in target.items()}
-    target_features = {
-        dst: np.concatenate([extractor(batch) for batch in images.batches(progress, f"real {dst}")])
-        for dst, images in target_images.items()
-    }
-    details: dict[str, dict[str, Any]] = {}
-    for src, folder in real.items():
-        source = _FolderImages(folder, resolution, batch_size)
-        dsts = [dst for dst in target if dst != src]
-        chunks: dict[tuple[str, str], list[np.ndarray]] = {(s, d): [] for s in systems for d in dsts}
-        for batch in source.batches(progress, f"translate {src}"):
-            x = uint8_to_tensor(batch)
-            for name, system in systems.items():
-                device = _device_of(system) if isinstance(system, torch.nn.Module) else torch.device("cpu")
-                for dst in dsts:
-                    fake = system.translate(x.to(device), src, dst).float().cpu()
-                    chunks[(name, dst)].append(extractor(tensor_to_uint8(fake)))
-        for dst in dsts:
-            pair = f"{src}2{dst}"
-            for name in systems:
-                fid = compute_fid_kid(np.concatenate(chunks[(name, dst)]), target_features[dst], progress=False)
-                scores[name][f"{pair}/fid"] = fid["fid"]
-                scores[name][f"{pair}/kid"] = fid["kid_mean"]
-                scores[name][f"{pair}/kid_std"] = fid["kid_std"]
-            details[pair] = {
-                "source": str(folder),
-                "target": str(target[dst]),
-                "n_source": source.count,
-                "n_target": target_images[dst].count,
-                "skipped_source": source.skipped,
-                "skipped_target": target_images[dst].skipped,
-                "resolution": resolution,
-                "kid_subsets": fid["kid_subsets"],
-                "kid_subset_size": fid["kid_subset_size"],
-                "inception": extractor.weights_id,
-            }
-    return details

@@ -1,10 +1,9 @@
-"""Scores on the synthetic paired test set: translation error, hair-colour accuracy, retrieval recall@k.
+"""Scores on the synthetic paired test set: translation error, style and hair-colour accuracy.
 
 Every test face exists in both styles with the same parameters, so a
-translation can be compared with the true rendering in the other style, and
-a cross-domain search can be checked for finding the face's own twin
-(``recall@k`` with the full embedding, ``pooled_recall@k`` with the compact one).
-Anything with ``translate(x, src, dst)`` and ``embed(x, domain, kind)`` on [-1, 1]
+translation can be compared with the true rendering in the other style (and a
+cross-domain search checked for finding the face's own twin: see
+:mod:`twingan.metrics.retrieval`). Anything with ``translate(x, src, dst)`` and ``embed(x, domain, kind)`` on [-1, 1]
 NCHW tensors can be scored: a TwinGAN, an untrained one, or :class:`PixelBaseline`.
 
 Models trained for conditioned translation get extra scores from
@@ -35,11 +34,11 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 import numpy as np
 import torch
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, tensor_to_uint8, uint8_to_tensor
+from twingan.data.image_io import load_image, resize_square, tensor_to_uint8, uint8_to_tensor
 from twingan.data.synthetic import HAIR_COLOUR_NAMES, FaceParams, hair_colour_of, load_test_params, render
 from twingan.errors import NonFiniteOutputError
 from twingan.metrics.style_classifier import StyleClassifier, style_classifier_for
+from twingan.models import EMBEDDING_KINDS
 
 STYLES = ("photo", "anime")
 
@@ -101,20 +100,10 @@ class PixelBaseline:
         return x
 
     def embed(self, x: torch.Tensor, domain: str, kind: str = "full") -> torch.Tensor:
-        if kind not in ("full", "pooled"):
-            raise ValueError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+        if kind not in EMBEDDING_KINDS:
+            raise ValueError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         vectors = x.flatten(1) if kind == "full" else x.mean(dim=(2, 3))
         return torch.nn.functional.normalize(vectors.float(), dim=1)
-
-
-def recall_at_k(queries: np.ndarray, gallery: np.ndarray, ks: Sequence[int] = (1, 5, 10)) -> dict[int, float]:
-    """Fraction of queries i whose own pair (gallery row i) is among the k most cosine-similar gallery rows."""
-    q = queries / np.linalg.norm(queries, axis=1, keepdims=True).clip(1e-12)
-    g = gallery / np.linalg.norm(gallery, axis=1, keepdims=True).clip(1e-12)
-    sims = q @ g.T
-    own = np.diag(sims)
-    rank = np.where(np.isfinite(own), (sims > own[:, None]).sum(axis=1), len(g))  # NaN never ties as a hit
-    return {k: float((rank < k).mean()) for k in ks}
 
 
 @torch.no_grad()
@@ -123,13 +112,12 @@ def paired_scores(
     test_set: PairedTestSet,
     domains: dict[str, str],
     batch_size: int = 64,
-    ks: Sequence[int] = (1, 5, 10),
 ) -> dict[str, float]:
     """Scores in both directions; ``domains`` maps each style ("photo", "anime") to the model's domain name.
 
     Per direction SRC2DST: ``l1`` against the true rendering, ``style`` (share of translations that
-    :func:`style_judge` assigns to DST), ``hair_acc`` and ``recall@k``; per style: ``recon_l1``, the
-    reconstruction error through the model's own domain (0..1 scale, like ``l1``).
+    :func:`style_judge` assigns to DST) and ``hair_acc``; per style: ``recon_l1``, the reconstruction
+    error through the model's own domain (0..1 scale, like ``l1``).
     """
     device = _device_of(system)
     judge = style_judge(test_set)
@@ -141,30 +129,18 @@ def paired_scores(
             for chunk in x.split(batch_size)
         ]).clamp(-1, 1)
         scores[f"{style}/recon_l1"] = float((recon - x).abs().mean() / 2.0)
-    outputs: dict[str, torch.Tensor] = {}
-    embeddings: dict[str, np.ndarray] = {}
     for src, dst in (("photo", "anime"), ("anime", "photo")):
         x = test_set.images[src]
-        fakes, embeds = [], []
-        for start in range(0, len(x), batch_size):
-            chunk = x[start:start + batch_size].to(device)
-            fakes.append(system.translate(chunk, domains[src], domains[dst]).float().cpu())
-            embeds.append(system.embed(chunk, domains[src]).float().cpu())
-        fake = require_finite(torch.cat(fakes), "translations").clamp(-1, 1)
-        outputs[f"{src}2{dst}"] = fake
-        embeddings[src] = require_finite(torch.cat(embeds), "embeddings").numpy()
+        fake = require_finite(torch.cat([
+            system.translate(chunk.to(device), domains[src], domains[dst]).float().cpu()
+            for chunk in x.split(batch_size)
+        ]), "translations").clamp(-1, 1)
         key = f"{src}2{dst}"
         scores[f"{key}/l1"] = float((fake - test_set.images[dst]).abs().mean() / 2.0)
         scores[f"{key}/style"] = judge.share_in_style(fake, dst)
         pixels = tensor_to_uint8(fake).permute(0, 2, 3, 1).numpy()
         hits = [hair_colour_of(img, dst) == p.hair_colour_index for img, p in zip(pixels, test_set.params)]
         scores[f"{key}/hair_acc"] = float(np.mean(hits))
-    for src, dst in (("photo", "anime"), ("anime", "photo")):
-        for k, value in recall_at_k(embeddings[src], embeddings[dst], ks).items():
-            scores[f"{src}2{dst}/recall@{k}"] = value
-    from twingan.search.retrieval_quality import embedding_recall
-
-    scores.update(embedding_recall(system, test_set, domains, kinds=("pooled",), ks=ks, batch_size=batch_size))
     return scores
 
 

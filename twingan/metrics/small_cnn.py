@@ -17,8 +17,7 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 from torch import nn
 
-from twingan.data.datasets import resize_square
-from twingan.data.image_io import load_image, uint8_to_tensor
+from twingan.data.image_io import load_image, resize_square, uint8_to_tensor
 
 Augmentation = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -7,7 +7,7 @@ from twingan.models.encoder import Encoder
 from twingan.models.generator import Generator
 from twingan.models.mapping import MappingNetwork
 from twingan.models.style_encoder import StyleEncoder
-from twingan.models.twingan import TwinGAN
+from twingan.models.twingan import EMBEDDING_KINDS, TwinGAN
 
 __all__ = [
     "AttributeSchema",
@@ -23,4 +23,5 @@ __all__ = [
     "Discriminator",
     "Discriminators",
     "TwinGAN",
+    "EMBEDDING_KINDS",
 ]

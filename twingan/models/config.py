@@ -10,6 +10,10 @@ from twingan.models.attributes import AttributeSchema
 from twingan.models.domain_norm import NORM_KINDS
 
 
+RETIRED_EMPTY_KEY = "extra"
+"""A model config key of older checkpoints, always empty there; gone from ModelConfig."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild the networks; stored inside every checkpoint.
@@ -38,7 +42,6 @@ class ModelConfig:
     style_dim: int = 0
     style_resolution: int = 32
     attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", tuple(self.domains))
@@ -92,16 +95,20 @@ class ModelConfig:
         out = dataclasses.asdict(self)
         out["domains"] = list(self.domains)
         out["attributes"] = {k: list(v) for k, v in self.attributes.items()}
-        out["extra"] = dict(self.extra)
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        """The config :meth:`to_dict` wrote, also by an older version: the retired key ``extra`` (never read)
+        is accepted while it is empty, as every checkpoint that has it stores it."""
+        data = dict(data)
+        if data.get(RETIRED_EMPTY_KEY, {}) == {}:
+            data.pop(RETIRED_EMPTY_KEY, None)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ValueError(f"unknown model config keys: {unknown}; allowed: {sorted(known)}")
-        return cls(**dict(data))
+        return cls(**data)
 
 
 def channels_at(resolution: int, fmap_base: int = 1024, max_channels: int = 256) -> int:

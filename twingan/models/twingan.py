@@ -1,7 +1,7 @@
 """TwinGAN: one shared encoder and one shared generator, domains chosen by their normalisation."""
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Literal, Union, get_args
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +16,15 @@ from twingan.models.style_encoder import StyleEncoder
 
 Domain = Union[int, str]
 EmbeddingKind = Literal["full", "pooled"]
+EMBEDDING_KINDS: tuple[str, ...] = get_args(EmbeddingKind)
+"""What :meth:`TwinGAN.embed` computes: ``full``, the flattened 4x4 latent; ``pooled``, its spatial mean."""
+
+
+def condition_vector(style: torch.Tensor | None, attributes: torch.Tensor | None) -> torch.Tensor | None:
+    """The generator's condition layout, in one place: [style code (N, style_dim) | attribute one-hots (N, A)],
+    each part present when the model has it; None when it has neither."""
+    parts = [part for part in (style, attributes) if part is not None]
+    return torch.cat(parts, dim=1) if parts else None
 
 
 class TwinGAN(nn.Module):
@@ -120,17 +129,17 @@ class TwinGAN(nn.Module):
                 raise ValueError("this model takes no style or attributes (model.style_dim = 0, no model.attributes)")
             return None
         device = device if device is not None else next(self.parameters()).device
-        parts = []
+        style_part = attribute_part = None
         if self.cfg.style_dim > 0:
-            parts.append(style if style is not None else torch.zeros(n, self.cfg.style_dim, device=device))
+            style_part = style if style is not None else torch.zeros(n, self.cfg.style_dim, device=device)
         elif style is not None:
             raise ValueError("this model has no style encoder (model.style_dim = 0): it cannot take a reference")
         if self.attribute_schema:
-            parts.append(self.attribute_schema.one_hot(labels.to(device)) if labels is not None
-                         else torch.zeros(n, self.attribute_schema.dim, device=device))
+            attribute_part = (self.attribute_schema.one_hot(labels.to(device)) if labels is not None
+                              else torch.zeros(n, self.attribute_schema.dim, device=device))
         elif labels is not None:
             raise ValueError("this model was trained without attributes (model.attributes is empty)")
-        cond = torch.cat(parts, dim=1)
+        cond = condition_vector(style_part, attribute_part)
         if cond.shape[0] != n:
             raise ValueError(f"condition for {n} images has {cond.shape[0]} rows")
         return cond
@@ -172,7 +181,7 @@ class TwinGAN(nn.Module):
         elif kind == "pooled":
             vec = latent.mean(dim=(2, 3))
         else:
-            raise ValueError(f"embedding kind must be 'full' or 'pooled', got {kind!r}")
+            raise ValueError(f"embedding kind must be one of {', '.join(EMBEDDING_KINDS)}, got {kind!r}")
         return F.normalize(vec.float(), dim=1)
 
     def forward(self, x: torch.Tensor, src: Domain, dst: Domain) -> torch.Tensor:

@@ -31,10 +31,10 @@ from twingan.faces import FaceDetector
 from twingan.inference.faces_pipeline import FacePipeline
 from twingan.inference.files import DEFAULT_MIN_SIDE, Failure
 from twingan.inference.translator import DEFAULT_BATCH_SIZE, Translator
+from twingan.models import EMBEDDING_KINDS
 from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingStore
 from twingan.utils.progress import progress_bar
 
-EMBEDDING_KINDS = ("full", "pooled")
 DEFAULT_SHARD_SIZE = 4096
 """Vectors per shard: few files for millions of images; an interrupted run loses no stored shard."""
 

@@ -16,7 +16,7 @@ import twingan
 from twingan.errors import ConfigError
 from twingan.losses import GANObjective, LossWeights, build_objective
 from twingan.models import ModelConfig
-from twingan.training import validation
+import twingan.training.validation as validation
 from twingan.training.schedule import ProgressiveSchedule
 
 CONF_DIR = Path(twingan.__file__).resolve().parent / "conf"

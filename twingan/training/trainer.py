@@ -13,14 +13,14 @@ import torch
 from omegaconf import DictConfig
 
 import twingan
-from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, verify_checkpoint
+from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, stored_model_config, verify_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
 from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError
 from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
-from twingan.training import config as config_lib
-from twingan.training import distributed as ddp
+import twingan.training.config as config_lib
+import twingan.training.distributed as ddp
 from twingan.training.calibration import calibrate, calibration_images
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
@@ -158,7 +158,7 @@ class Trainer:
         meta = read_meta(path)
         if meta.get("kind") != "training":
             raise CheckpointError(f"{path}: not a training checkpoint (kind={meta.get('kind')!r}); cannot resume from it")
-        if meta.get("model_config") != self.model_cfg.to_dict():
+        if stored_model_config(meta, path) != self.model_cfg:
             raise CheckpointError(
                 f"{path}: its architecture differs from this run's model settings; resume with the config it was "
                 "trained with (see config.yaml in its run folder)"
