@@ -273,6 +273,13 @@ def test_prep_cats_from_a_tiny_cat_layout(tmp_path):
     # The eyes are where the shared cat transform sends them.
     expected = apply_transform(cat_face_transform(tilted, 64), tilted[:2])
     assert np.abs(np.stack([left, right]) - expected).max() < 1.0
+    # `prep cats` is the former name of `prep cat` (the profile): a folder its log names 'cats' resumes.
+    assert summary["tool"] == "cat"
+    log = dst / ".prep_log.jsonl"
+    header, *records = log.read_text().splitlines()
+    log.write_text("\n".join([json.dumps({**json.loads(header), "tool": "cats"}), *records]) + "\n")
+    assert main(["prep", "cat", str(root), "--out", str(dst), "--size", "64"]) == 0
+    assert _summary(dst)["this_run"] == {"processed": 0, "resumed": 4, "kept": 0, "skipped": 0}
 
 
 def test_prep_dedup_finds_exact_and_near_duplicates_and_moves_them(tmp_path, capsys):

@@ -1,21 +1,20 @@
-"""`twingan prep human|anime|cats|dedup`: face crops for training, and duplicate removal.
+"""`twingan prep photo|anime|cat|dedup`: face crops for training, one tool per face profile, and duplicate removal.
 
-Every crop tool walks SRC, writes crops named after the source files into
+The crop tools are named after the profiles of :mod:`twingan.faces.profiles`
+(their crop logic is :mod:`twingan.faces.prep_crops`); their former names
+stay accepted. Every crop tool walks SRC, writes crops named after the source files into
 --out, resumes from ``--out/.prep_log.jsonl`` when run again, and ends with a
 kept / skipped summary (also in ``--out/prep_summary.json``).
 """
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-from PIL import Image
+from typing import TYPE_CHECKING
 
 from twingan.errors import ConfigError
 
-DEFAULT_HUMAN_MIN_FACE = 64
-DETECTION_MIN_FACE = 20
-"""MTCNN looks for faces down to this size, so that smaller ones are reported as 'face too small', not 'no face'."""
+if TYPE_CHECKING:
+    from twingan.faces.prep_crops import AnimeCropper, CatCropper, PhotoCropper
 
 
 def register(prep_subparsers: argparse._SubParsersAction) -> None:
@@ -23,32 +22,35 @@ def register(prep_subparsers: argparse._SubParsersAction) -> None:
     from twingan.faces.anime import BACKENDS, CASCADE_NAME, CASCADE_URL, DEFAULT_ENLARGE, OUTSIDE_MODES
     from twingan.faces.dedup import ACTIONS, DEFAULT_THRESHOLD, MAX_THRESHOLD
     from twingan.faces.detect import DEFAULT_MIN_SCORE
+    from twingan.faces.prep_crops import DEFAULT_PHOTO_MIN_FACE, FORMER_TOOL_NAMES
+    from twingan.faces.profiles import ANIME, CAT, PHOTO
 
-    human = prep_subparsers.add_parser(
-        "human",
+    photo = prep_subparsers.add_parser(
+        PHOTO,
+        aliases=list(FORMER_TOOL_NAMES[PHOTO]),
         help="crop aligned human faces from photos (MTCNN + 5-point alignment)",
         description="Detect faces with MTCNN, level the eyes with a similarity transform from the 5 landmarks "
         "and crop a square that keeps the hair. The same alignment is used when translating photos.",
     )
-    human.add_argument("src", help="folder of photos (searched recursively)")
-    _add_output_options(human, default_size=256)
-    human.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+    photo.add_argument("src", help="folder of photos (searched recursively)")
+    _add_output_options(photo, default_size=256)
+    photo.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                        help=f"space around the tight face square on each side, as a fraction of it "
                        f"(default {DEFAULT_MARGIN}: keeps hair and chin)")
-    human.add_argument("--max-faces", type=int, default=1, metavar="K",
+    photo.add_argument("--max-faces", type=int, default=1, metavar="K",
                        help="crop at most the K largest faces of a photo (default 1)")
-    human.add_argument("--min-face-size", type=int, default=DEFAULT_HUMAN_MIN_FACE, metavar="PX",
+    photo.add_argument("--min-face-size", type=int, default=DEFAULT_PHOTO_MIN_FACE, metavar="PX",
                        help=f"skip faces whose detected box is smaller than PX pixels (default "
-                       f"{DEFAULT_HUMAN_MIN_FACE}; small faces make blurry crops)")
-    human.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
+                       f"{DEFAULT_PHOTO_MIN_FACE}; small faces make blurry crops)")
+    photo.add_argument("--min-score", type=float, default=DEFAULT_MIN_SCORE,
                        help=f"MTCNN face probability needed (default {DEFAULT_MIN_SCORE})")
-    human.add_argument("--border", choices=("reflect", "replicate", "constant"), default="reflect",
+    photo.add_argument("--border", choices=("reflect", "replicate", "constant"), default="reflect",
                        help="fill of crop parts outside the photo (default reflect)")
-    human.add_argument("--device", default="auto", help="torch device for MTCNN: auto (default), cpu, cuda, cuda:1")
-    human.set_defaults(func=run_human)
+    photo.add_argument("--device", default="auto", help="torch device for MTCNN: auto (default), cpu, cuda, cuda:1")
+    photo.set_defaults(func=run_photo)
 
     anime = prep_subparsers.add_parser(
-        "anime",
+        ANIME,
         help="crop anime faces with the lbpcascade_animeface OpenCV cascade (box enlarged ~1.5x)",
         description=f"Detect anime faces with nagadomi's cascade ({CASCADE_NAME}, from {CASCADE_URL}; "
         "download it once and pass its path) and crop the box enlarged around its centre, as the Getchu "
@@ -72,18 +74,19 @@ def register(prep_subparsers: argparse._SubParsersAction) -> None:
                        "when available, else skimage)")
     anime.set_defaults(func=run_anime)
 
-    cats = prep_subparsers.add_parser(
-        "cats",
+    cat = prep_subparsers.add_parser(
+        CAT,
+        aliases=list(FORMER_TOOL_NAMES[CAT]),
         help="crop cat faces from the CAT dataset's .cat keypoint files (eyes level, ears kept)",
         description="For every photo X.jpg with keypoints in X.jpg.cat beside it, crop the face with the eyes "
         "level and a margin around the ears. Photos without a valid .cat file are skipped with the reason.",
     )
-    cats.add_argument("src", help="CAT dataset folder (searched recursively)")
-    _add_output_options(cats, default_size=128)
-    cats.add_argument("--margin", type=float, default=None,
+    cat.add_argument("src", help="CAT dataset folder (searched recursively)")
+    _add_output_options(cat, default_size=128)
+    cat.add_argument("--margin", type=float, default=None,
                       help="space around the keypoint box on each side, as a fraction of its side "
                       "(default: the dataset reader's)")
-    cats.set_defaults(func=run_cats)
+    cat.set_defaults(func=run_cat)
 
     dedup = prep_subparsers.add_parser(
         "dedup",
@@ -109,93 +112,37 @@ def _add_output_options(parser: argparse.ArgumentParser, default_size: int) -> N
     parser.add_argument("--ext", choices=("png", "jpg"), default="png", help="output format (default png)")
 
 
-def _check_common(args: argparse.Namespace) -> None:
-    if args.size < 8:
-        raise ConfigError(f"--size must be at least 8 pixels, got {args.size}")
-    if getattr(args, "max_faces", 1) < 1:
-        raise ConfigError(f"--max-faces must be at least 1, got {args.max_faces}")
-    if getattr(args, "margin", None) is not None and args.margin < 0:
-        raise ConfigError(f"--margin must be >= 0, got {args.margin}")
+def run_photo(args: argparse.Namespace) -> int:
+    from twingan.faces.prep_crops import PhotoCropper
+    from twingan.faces.profiles import PHOTO
 
-
-def run_human(args: argparse.Namespace) -> int:
-    from twingan.faces.align import face_alignment_transform, warp_to_crop
-    from twingan.faces.detect import FaceDetector
-    from twingan.faces.prep_runner import Crop, SkipImage, format_summary, run_prep
-
-    _check_common(args)
-    if args.min_face_size < 1:
-        raise ConfigError(f"--min-face-size must be at least 1 pixel, got {args.min_face_size}")
-    detector = FaceDetector(
-        device=args.device, min_face_size=min(DETECTION_MIN_FACE, args.min_face_size), min_score=args.min_score
-    )
-
-    def process(path: Path, image: Image.Image) -> list[Crop]:
-        faces = detector.detect(image)
-        if not faces:
-            raise SkipImage("no face")
-        large = [f for f in faces if min(f.width, f.height) >= args.min_face_size]
-        if not large:
-            raise SkipImage("face too small", f"largest face {faces[0].width:.0f}x{faces[0].height:.0f} px")
-        crops = []
-        for face in large[: args.max_faces]:
-            matrix = face_alignment_transform(face.landmarks, args.size, margin=args.margin)
-            crop = warp_to_crop(image, matrix, args.size, border=args.border)
-            crops.append(Crop(crop, {**face.to_dict(), "matrix": matrix.round(6).tolist()}))
-        return crops
-
-    options = {
-        "size": args.size, "margin": args.margin, "max_faces": args.max_faces,
-        "min_face_size": args.min_face_size, "min_score": args.min_score, "border": args.border,
-    }
-    summary = run_prep("human", args.src, args.out, process, options, ext=args.ext)
-    print(format_summary(summary))
-    return 0
+    cropper = PhotoCropper(args.size, margin=args.margin, max_faces=args.max_faces, min_face_size=args.min_face_size,
+                           min_score=args.min_score, border=args.border, device=args.device)
+    return _run(PHOTO, args, cropper)
 
 
 def run_anime(args: argparse.Namespace) -> int:
-    from twingan.faces.anime import AnimeFaceDetector
-    from twingan.faces.prep_runner import Crop, SkipImage, format_summary, run_prep
+    from twingan.faces.prep_crops import AnimeCropper
+    from twingan.faces.profiles import ANIME
 
-    _check_common(args)
-    detector = AnimeFaceDetector(
-        args.cascade, enlarge=args.enlarge, outside=args.outside, min_size=args.min_face_size, backend=args.backend
-    )
-
-    def process(path: Path, image: Image.Image) -> list[Crop]:
-        faces = detector.detect(image)
-        if not faces:
-            raise SkipImage("no face")
-        return [Crop(detector.crop(image, face, args.size), face.to_dict()) for face in faces[: args.max_faces]]
-
-    options = {
-        "size": args.size, "enlarge": args.enlarge, "outside": args.outside,
-        "max_faces": args.max_faces, "min_face_size": args.min_face_size, "backend": detector.backend,
-    }
-    summary = run_prep("anime", args.src, args.out, process, options, ext=args.ext)
-    print(format_summary(summary))
-    return 0
+    cropper = AnimeCropper(args.cascade, args.size, enlarge=args.enlarge, outside=args.outside,
+                           max_faces=args.max_faces, min_face_size=args.min_face_size, backend=args.backend)
+    return _run(ANIME, args, cropper)
 
 
-def run_cats(args: argparse.Namespace) -> int:
-    from twingan.data.cat_crop import DEFAULT_MARGIN, CatKeypointError
-    from twingan.faces.cats import cat_keypoint_path, crop_cat, read_cat_keypoints
-    from twingan.faces.prep_runner import Crop, SkipImage, format_summary, run_prep
+def run_cat(args: argparse.Namespace) -> int:
+    from twingan.faces.prep_crops import CatCropper
+    from twingan.faces.profiles import CAT
 
-    _check_common(args)
-    margin = DEFAULT_MARGIN if args.margin is None else args.margin
+    return _run(CAT, args, CatCropper(args.size, margin=args.margin))
 
-    def process(path: Path, image: Image.Image) -> list[Crop]:
-        keypoint_file = cat_keypoint_path(path)
-        if not keypoint_file.is_file():
-            raise SkipImage("no .cat keypoint file", keypoint_file.name)
-        try:
-            keypoints = read_cat_keypoints(keypoint_file)
-        except CatKeypointError as exc:
-            raise SkipImage("invalid .cat keypoint file", exc.reason) from exc
-        return [Crop(crop_cat(image, keypoints, args.size, margin), {"keypoints": keypoints.tolist()})]
 
-    summary = run_prep("cats", args.src, args.out, process, {"size": args.size, "margin": margin}, ext=args.ext)
+def _run(profile: str, args: argparse.Namespace, cropper: PhotoCropper | AnimeCropper | CatCropper) -> int:
+    from twingan.faces.prep_crops import FORMER_TOOL_NAMES
+    from twingan.faces.prep_runner import format_summary, run_prep
+
+    summary = run_prep(profile, args.src, args.out, cropper, cropper.options, ext=args.ext,
+                       former_names=FORMER_TOOL_NAMES.get(profile, ()))
     print(format_summary(summary))
     return 0
 

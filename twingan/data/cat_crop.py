@@ -15,7 +15,7 @@ translation) chosen so that:
   side, which keeps the ears and the chin inside the picture.
 
 These are pure functions on numpy arrays so that the dataset reader and the
-``twingan prep cats`` tool crop identically.
+``twingan prep cat`` tool crop identically.
 """
 from __future__ import annotations
 

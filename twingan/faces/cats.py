@@ -1,4 +1,4 @@
-"""Cat-face crops for `twingan prep cats`: the CAT dataset's keypoints, warped with our antialiased warp.
+"""Cat-face crops for `twingan prep cat`: the CAT dataset's keypoints, warped with our antialiased warp.
 
 The geometry (eyes level, margin around the ears) is
 :func:`twingan.data.cat_crop.cat_face_transform`, shared with the dataset

@@ -69,8 +69,11 @@ def run_prep(
     *,
     ext: str = "png",
     progress: bool = True,
+    former_names: tuple[str, ...] = (),
 ) -> dict:
-    """Run ``process`` over every image below ``src``; returns the summary (also in DST/prep_summary.json)."""
+    """Run ``process`` over every image below ``src``; returns the summary (also in DST/prep_summary.json).
+
+    ``former_names``: earlier names of ``tool``; a DST its log records under one of them resumes."""
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise DatasetError(f"source folder not found: {src}")
@@ -81,7 +84,7 @@ def run_prep(
         raise ConfigError(f"--out {dst} is inside the source folder {src}; choose a folder outside it")
     # Through JSON so that it compares equal to the header read back from the log.
     header = json.loads(json.dumps({"tool": tool, "options": {**options, "ext": ext}}))
-    log = PrepLog(dst / LOG_NAME, header)
+    log = PrepLog(dst / LOG_NAME, header, former_names)
     sources = list(iter_image_files(src))
     if not sources:
         raise DatasetError(f"no image files found below {src}")
@@ -148,8 +151,9 @@ def _output_names(rel: str, count: int, ext: str, log: "PrepLog") -> list[str]:
 class PrepLog:
     """The append-only JSONL progress log of one DST folder (header line, then one record per source)."""
 
-    def __init__(self, path: Path, header: dict) -> None:
+    def __init__(self, path: Path, header: dict, former_names: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.former_names = former_names
         self.records: dict[str, dict] = {}
         self._owners: dict[str, str] = {}
         if path.exists():
@@ -160,6 +164,8 @@ class PrepLog:
 
     def _load(self, header: dict) -> None:
         entries = read_jsonl_log(self.path)
+        if entries and entries[0].get("tool") in self.former_names:
+            entries[0] = {**entries[0], "tool": header["tool"]}
         if not entries or entries[0] != header:
             previous = entries[0] if entries else {}
             raise ConfigError(
