@@ -82,7 +82,7 @@ def test_card_and_scores_match_twingan_eval(release, tiny_checkpoint, synthetic_
     card = card_path(release).read_text()
     expected = evaluate_checkpoint(tiny_checkpoint, baselines=True, device="cpu")["scores"]
     assert read_meta(release)["scores"] == expected
-    assert "human, anime" in card and "16x16 px" in card and "synthetic faces only" in card
+    assert "human (photo), anime (anime)" in card and "16x16 px" in card and "synthetic faces only" in card
     assert format_table(expected) in card
     # `twingan eval` of the release (it carries no data path: the test set is named) gives the same scores.
     out = tmp_path / "eval.json"

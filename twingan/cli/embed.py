@@ -7,8 +7,6 @@ from pathlib import Path
 
 from twingan.errors import ConfigError
 
-HUMAN_DOMAIN = "human"
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from twingan.data.image_io import DEFAULT_MAX_PIXELS
@@ -56,7 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from twingan.faces import FaceDetector
     from twingan.inference import Translator
-    from twingan.search.embed_images import collect_image_files, embed_files, embedding_meta
+    from twingan.search.embed_images import collect_image_files, detection_note, embed_files, embedding_meta
     from twingan.search.embeddings_store import EmbeddingStore
 
     if args.out.exists() and not args.out.is_dir():
@@ -65,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--min-face-size must be at least 1 pixel, got {args.min_face_size}")
     translator = Translator.load(args.checkpoint, device=args.device)
     translator.check_domain(args.domain, "--domain")
-    if args.detect and args.domain != HUMAN_DOMAIN:
-        print(f"note: --detect uses a detector of human faces; '{args.domain}' pictures may have none",
-              file=sys.stderr)
+    note = detection_note(translator, args.domain) if args.detect else None
+    if note:
+        print(note, file=sys.stderr)
     files, not_found = collect_image_files(args.inputs)
     for problem in not_found:
         print(problem, file=sys.stderr)

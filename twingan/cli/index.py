@@ -238,7 +238,7 @@ def run_query_images(args: argparse.Namespace) -> int:
     from twingan.faces import FaceDetector
     from twingan.inference import Translator
     from twingan.models import EMBEDDING_KINDS
-    from twingan.search.embed_images import collect_image_files, embedding_meta, load_face_crops
+    from twingan.search.embed_images import collect_image_files, detection_note, embedding_meta, load_face_crops
     from twingan.search.index import Index
     from twingan.search.results_grid import GridRow, results_grid
     from twingan.search.results_text import print_search_results
@@ -259,6 +259,9 @@ def run_query_images(args: argparse.Namespace) -> int:
     meta = embedding_meta(translator, kind)
     meta.check_matches(index.meta, this=f"the checkpoint {args.checkpoint}", that=f"the index {args.index}")
     src = _query_domain(translator, args.src, args.domain)
+    note = detection_note(translator, src) if args.detect else None
+    if note:
+        print(note, file=sys.stderr)
     detector = FaceDetector(device=translator.device, min_face_size=args.min_face_size) if args.detect else None
     files, not_found = collect_image_files(args.images)
     crops = load_face_crops(files, translator, detector)

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resolution", type=int, default=256, help="final resolution, a power of two >= 4 (default 256)")
     parser.add_argument("--max-channels", type=int, default=256, help="channel cap (default 256, as the original)")
     parser.add_argument("--fmap-base", type=int, default=1024, help="channels = min(fmap_base / 2^stage, cap)")
-    parser.add_argument("--domains", nargs="+", default=["human", "anime"], help="domain names (default: human anime)")
+    default_domains = list(ModelConfig().domains)
+    parser.add_argument("--domains", nargs="+", default=default_domains,
+                        help=f"domain names (default: {' '.join(default_domains)})")
     parser.add_argument("--totals-only", action="store_true", help="print only the per-network totals")
     parser.set_defaults(func=run)
 

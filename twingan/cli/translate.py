@@ -14,9 +14,6 @@ if TYPE_CHECKING:
 
     from twingan.inference.faces_pipeline import FacePipeline
 
-HUMAN_DOMAIN = "human"
-"""The domain whose inputs are photos of people: MTCNN finds and aligns their faces."""
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from twingan.data.image_io import DEFAULT_MAX_PIXELS
@@ -27,10 +24,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     parser = subparsers.add_parser(
         "translate",
-        description="Translate images with a trained checkpoint (EMA weights). Photos of the 'human' domain go "
-        "through MTCNN face detection and the 5-point alignment of `twingan prep human`; every face (up to "
-        "--max-faces) is translated. Other domains, and --no-detect, take each picture as a face crop "
-        "(centre square, resized to the model resolution). Outputs: OUT/<stem>.png (several faces: "
+        description="Translate images with a trained checkpoint (EMA weights). Photos of a domain whose face "
+        "profile is 'photo' (recorded in the checkpoint; implied by the domain name for older ones) go through "
+        "MTCNN face detection and the 5-point alignment of `twingan prep photo`; every face (up to --max-faces) "
+        "is translated. Other domains, and --no-detect, take each picture as a face crop (centre square, resized "
+        "to the model resolution). Outputs: OUT/<stem>.png (several faces: "
         "<stem>_face0.png largest, <stem>_face1.png, ...), plus <stem>_side.png and <stem>_pasted.png when asked. "
         "An input whose outputs exist is skipped unless --overwrite. Exit status 1 when any input failed. "
         "--reference and --attr condition every translation (checkpoints trained with model.style_dim>0 / "
@@ -58,9 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="smallest face MTCNN looks for, in photo pixels (default 20)")
     parser.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
                         help=f"alignment margin; use the one the training crops were made with "
-                        f"(default {DEFAULT_MARGIN}, as `twingan prep human`)")
+                        f"(default {DEFAULT_MARGIN}, as `twingan prep photo`)")
     parser.add_argument("--border", choices=BORDERS, default="reflect",
-                        help="fill of crop parts outside the photo (default reflect, as `twingan prep human`)")
+                        help="fill of crop parts outside the photo (default reflect, as `twingan prep photo`)")
     parser.add_argument("--fallback", choices=FALLBACKS, default="none",
                         help="photos without a detected face: report them (none, default) or translate the "
                         "centre square (center-crop)")
@@ -78,7 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--reference", type=Path, default=None, metavar="PATH",
                         help="a picture of the TARGET domain whose style (hair and eye colours, shading) every "
                         "translation takes; needs a checkpoint trained with model.style_dim>0. A reference of "
-                        f"the '{HUMAN_DOMAIN}' domain is face-detected and aligned like the inputs (largest face; "
+                        "a domain with the 'photo' profile is face-detected and aligned like the inputs (largest face; "
                         "--no-detect takes it as a crop); others are taken as face crops (centre square)")
     parser.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                         help="set an attribute of every translation, e.g. --attr hair=blue (repeatable; groups not "
@@ -137,16 +135,16 @@ def run(args: argparse.Namespace) -> int:
         translator.check_reference_support()
     if args.attr:
         translator.attribute_labels(args.attr)
-    detect = not args.no_detect and src == HUMAN_DOMAIN
-    detect_reference = reference is not None and not args.no_detect and args.to == HUMAN_DOMAIN
+    detect = not args.no_detect and translator.detects_faces(src)
+    detect_reference = reference is not None and not args.no_detect and translator.detects_faces(args.to)
     if args.paste_back and not detect:
-        raise ConfigError("--paste-back needs face detection (photos of the 'human' domain without --no-detect): "
-                          "a face crop has no photo to paste into")
+        raise ConfigError("--paste-back needs face detection (photos of a domain with the 'photo' profile, without "
+                          "--no-detect): a face crop has no photo to paste into")
     if args.fallback != "none" and not (detect or detect_reference):
         raise ConfigError("--fallback applies to face detection; without it every picture is centre-cropped already")
     if not args.no_detect and not detect:
-        print(f"note: face detection is for '{HUMAN_DOMAIN}' photos; '{src}' inputs are taken as face crops",
-              file=sys.stderr)
+        print(f"note: face detection is for domains with the 'photo' profile; '{src}' ({translator.profiles[src]}) "
+              "inputs are taken as face crops", file=sys.stderr)
     detector = (FaceDetector(device=translator.device, min_face_size=args.min_face_size)
                 if detect or detect_reference else None)
     pipeline = FacePipeline(translator, detector if detect else None, max_faces=args.max_faces,

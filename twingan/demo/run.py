@@ -9,7 +9,7 @@ import torch
 
 from twingan.checkpoint import load_translator
 from twingan.demo.report import neighbour_rows, save_rows, write_report
-from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table
+from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table, style_domains_from_config
 from twingan.metrics.paired import load_paired_test_set
 from twingan.training import compose_config
 from twingan.training.trainer import Trainer, prepare_data
@@ -36,11 +36,12 @@ def run_demo(out: Path, overrides: Sequence[str] = ()) -> tuple[Path, dict[str, 
     figures = out / "report"
     n = min(8, len(test_set.params))
     photos, animes = test_set.images["photo"][:n], test_set.images["anime"][:n]
+    photo, anime = (style_domains_from_config(meta["config"])[style] for style in ("photo", "anime"))
     with torch.no_grad():
-        to_anime = model.translate(photos, "human", "anime")
-        to_photo = model.translate(animes, "anime", "human")
-        q_emb = model.embed(test_set.images["photo"], "human").numpy()
-        g_emb = model.embed(test_set.images["anime"], "anime").numpy()
+        to_anime = model.translate(photos, photo, anime)
+        to_photo = model.translate(animes, anime, photo)
+        q_emb = model.embed(test_set.images["photo"], photo).numpy()
+        g_emb = model.embed(test_set.images["anime"], anime).numpy()
     save_rows([photos, to_anime, animes], figures / "photo_to_anime.png")
     save_rows([animes, to_photo, photos], figures / "anime_to_photo.png")
     rows, found = neighbour_rows(photos[:6], test_set.images["anime"], q_emb[:6], g_emb, k=5)

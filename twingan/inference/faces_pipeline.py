@@ -1,7 +1,7 @@
 """Photos -> faces -> translations: detect, align, translate, then side-by-side and paste-back images.
 
 Faces are found with MTCNN and aligned with the same 5-point similarity
-transform `twingan prep human` makes training crops with
+transform `twingan prep photo` makes training crops with
 (:func:`twingan.faces.face_alignment_transform`), at the model resolution. A
 translated face goes back into its photo through the inverse of that transform,
 blended through a feathered oval over the face drawn from its landmarks, its
@@ -41,8 +41,6 @@ class CropTranslator(Protocol):
         self, x: torch.Tensor, to: str, src: str, batch_size: int = DEFAULT_BATCH_SIZE, cond: torch.Tensor | None = None
     ) -> torch.Tensor: ...
 
-HUMAN_DOMAIN = "human"
-"""The domain whose pictures are photos of people: by default MTCNN finds and aligns their faces."""
 FALLBACKS = ("none", "center-crop")
 BORDERS = ("reflect", "replicate", "constant")
 
@@ -117,7 +115,7 @@ class FacePipeline:
     """Translate the faces of photos (``detector`` given) or whole pictures taken as crops (``detector`` None).
 
     ``max_faces``: the largest K faces of a photo are translated. ``margin`` and
-    ``border`` are the alignment options of `twingan prep human` and must match
+    ``border`` are the alignment options of `twingan prep photo` and must match
     the ones the training crops were made with. ``fallback='center-crop'``
     translates the centre square of a photo without a detected face instead of
     reporting it.

@@ -4,7 +4,8 @@ A release is a twingan checkpoint (the one format of :mod:`twingan.checkpoint`,
 ``kind: "release"`` in its metadata) that holds only the EMA translator: its
 weights and buffers (including the per-domain latent statistics the embedding
 uses) under ``ema.``, its ``model_config``, the resolution and fade-in it was
-saved at, and a path-free summary of what it was trained on. Optimiser states,
+saved at, each domain's face profile (:mod:`twingan.faces.profiles`) and a
+path-free summary of what it was trained on. Optimiser states,
 discriminators, RNG states, the resolved training config and every local path
 (data roots, run folder) stay behind. Every command and API that loads a
 checkpoint for inference loads a release the same way; only resuming training
@@ -34,6 +35,8 @@ from twingan.checkpoint import (
     save_checkpoint,
 )
 from twingan.errors import ConfigError
+from twingan.faces.profiles import META_KEY as PROFILES_KEY
+from twingan.faces.profiles import checkpoint_profiles
 from twingan.metrics.evaluate import copy_verdict, evaluate_checkpoint, format_table, style_domains_from_config
 from twingan.utils.atomic import atomic_write_text
 
@@ -162,6 +165,7 @@ def write_release(
         "kind": RELEASE_KIND,
         "twingan_version": __version__,
         "model_config": meta["model_config"],
+        PROFILES_KEY: checkpoint_profiles(meta, model.domains),
         "progress": {k: progress[k] for k in ("resolution", "alpha", "images_seen") if k in progress},
         "training": summary,
         "source": {"kind": meta.get("kind"), "sha256": file_sha256(checkpoint),
@@ -221,7 +225,7 @@ def model_card(
         f"A twingan {__version__} release file (checkpoint format {FORMAT_VERSION}, `kind: release`): the EMA "
         "translator only, in safetensors with its architecture as JSON.",
         "",
-        f"- **Domains:** {', '.join(domains)}",
+        f"- **Domains (face profile):** {', '.join(f'{d} ({p})' for d, p in checkpoint_profiles(meta, domains).items())}",
         f"- **Resolution:** {res}x{res} px",
         f"- **Also:** {', '.join(extras)}" if extras else "- **Also:** plain translation only",
         f"- **Training:** {describe_training(summary)}",
@@ -267,8 +271,8 @@ def model_card(
         f"twingan serve {release.name}",
         "```",
         "",
-        f"The source domain of `--to {dst}` is {src}. Inputs are aligned face crops at {res} px (photos of "
-        "people are face-detected and aligned by the commands above).",
+        f"The source domain of `--to {dst}` is {src}. Inputs are aligned face crops at {res} px (pictures of "
+        "a domain with the `photo` face profile are face-detected and aligned by the commands above).",
         "",
     ]
     return "\n".join(lines)

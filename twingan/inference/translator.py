@@ -51,6 +51,7 @@ from twingan.checkpoint import load_translator
 from twingan.data.image_io import load_image, pil_to_tensor, resize_square, tensor_to_pil, to_rgb
 from twingan.errors import ConfigError, NoFaceError, NonFiniteOutputError, quoted
 from twingan.faces.align import DEFAULT_MARGIN
+from twingan.faces.profiles import checkpoint_profiles, detects_faces
 from twingan.inference.defaults import DEFAULT_BATCH_SIZE, DEFAULT_MAX_FACES
 from twingan.inference.download import resolve_pretrained
 from twingan.utils.device import resolve_device
@@ -117,6 +118,16 @@ class Translator:
     @property
     def domains(self) -> tuple[str, ...]:
         return self.model.domains
+
+    @property
+    def profiles(self) -> dict[str, str]:
+        """Domain name -> face profile (:mod:`twingan.faces.profiles`): the checkpoint's, or derived from the
+        domain names for a checkpoint written before profiles (and for a model without metadata)."""
+        return checkpoint_profiles(self.meta, self.domains)
+
+    def detects_faces(self, domain: str) -> bool:
+        """Whether pictures of ``domain`` are searched for faces (its profile is ``photo``)."""
+        return detects_faces(self.profiles[self.check_domain(domain)])
 
     @property
     def resolution(self) -> int:
@@ -250,22 +261,22 @@ class Translator:
 
         A photo without a face gets a result whose ``error`` says so (the others go on), or its centre
         square translated with ``fallback="center-crop"``. ``detect``: find faces with MTCNN (default: when
-        the photos are of the 'human' domain); False takes every picture as a face crop (centre square).
-        ``margin``/``border``: the alignment of `twingan prep human` (keep the training crops' values).
-        ``reference``: a picture of domain ``to`` (path or image) whose style every avatar takes (its largest
-        face when ``to`` is 'human', unless ``detect=False``); ``attrs``: attribute values, as for
-        :meth:`translate`.
+        the photos' domain has the ``photo`` profile, see :attr:`profiles`); False takes every picture as a face
+        crop (centre square). ``margin``/``border``: the alignment of `twingan prep photo` (keep the training
+        crops' values). ``reference``: a picture of domain ``to`` (path or image) whose style every avatar takes
+        (its largest face when ``to`` has the ``photo`` profile, unless ``detect=False``); ``attrs``: attribute
+        values, as for :meth:`translate`.
         Paths are read with the toolkit's image loader (ImageLoadError for a missing or broken file),
         all of them before any translation.
         """
-        from twingan.inference.faces_pipeline import HUMAN_DOMAIN, FacePipeline
+        from twingan.inference.faces_pipeline import FacePipeline
 
         src = self.source_domain(to, src)
         if reference is not None:
             self.check_reference_support()
         if attrs:
             self.attribute_labels(attrs)
-        detect_inputs = src == HUMAN_DOMAIN if detect is None else detect
+        detect_inputs = self.detects_faces(src) if detect is None else detect
         pictures = [self._photo(photo) for photo in photos]
         options = dict(max_faces=max_faces, margin=margin, border=border, fallback=fallback)
         pipeline = FacePipeline(self, self.face_detector() if detect_inputs else None, **options)
@@ -273,7 +284,7 @@ class Translator:
         if reference is not None or attrs:
             reference_face = None
             if reference is not None:
-                on_face = to == HUMAN_DOMAIN and detect is not False
+                on_face = self.detects_faces(to) and detect is not False
                 finder = FacePipeline(self, self.face_detector() if on_face else None, **{**options, "max_faces": 1})
                 found = finder.face_crops([self._photo(reference)])[0]
                 if found.error is not None:

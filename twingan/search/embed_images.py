@@ -77,6 +77,15 @@ def embedding_meta(translator: Translator, kind: str) -> EmbeddingMeta:
 EMBED_NO_FACE_HINT = "run embed without --detect to take such pictures as face crops (the centre square)"
 
 
+def detection_note(translator: Translator, domain: str) -> str | None:
+    """What to tell a user who asks for face detection on pictures of ``domain``: None when its face profile
+    is ``photo``, else that the detector finds human faces."""
+    if translator.detects_faces(domain):
+        return None
+    return (f"note: --detect uses a detector of human faces; '{domain}' pictures (face profile "
+            f"{translator.profiles[domain]}) may have none")
+
+
 def collect_image_files(args: Sequence[str]) -> tuple[list[Path], list[Failure]]:
     """Files, folders (their image files, recursively) and glob patterns -> distinct files, and what was not found.
 

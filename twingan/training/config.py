@@ -14,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import twingan
 from twingan.errors import ConfigError
+from twingan.faces.profiles import check_profile, resolve_profiles
 from twingan.losses import GANObjective, LossWeights, build_objective
 from twingan.models import ModelConfig
 import twingan.training.validation as validation
@@ -103,6 +104,16 @@ def model_config(cfg: DictConfig) -> ModelConfig:
         raise ConfigError(f"model settings: {exc}") from exc
 
 
+def domain_profiles(cfg: DictConfig) -> dict[str, str]:
+    """Domain name -> face profile (``data.domains.<name>.profile``; null: from the name), for the checkpoint."""
+    return resolve_profiles({name: spec.get("profile") for name, spec in cfg.data.domains.items()})
+
+
+def dataset_specs(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Each domain's dataset options, in model order: its config entry without the profile (not a dataset option)."""
+    return [{k: v for k, v in config_to_dict(spec).items() if k != "profile"} for spec in cfg.data.domains.values()]
+
+
 def loss_settings(cfg: DictConfig) -> tuple[GANObjective, LossWeights]:
     try:
         weights = LossWeights(**config_to_dict(cfg.loss.weights))
@@ -142,6 +153,8 @@ def check_choices(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
     if not cfg.data.domains:
         raise ConfigError("data.domains is empty: name at least one dataset per domain")
+    for name, spec in cfg.data.domains.items():
+        check_profile(spec.get("profile"), f"data.domains.{name}.profile")
 
 
 RESUME_APPLIES = (
@@ -149,7 +162,7 @@ RESUME_APPLIES = (
     "train.optimizer.*", "train.ema.*", "train.checkpoint.*", "train.max_images", "train.nan_policy",
     "train.rollback_lr_factor", "train.max_rollbacks", "train.grad_clip", "train.precision", "train.channels_last",
     "train.cpu_threads", "logging.*", "data.num_workers", "data.synthetic.root", "data.domains.*.root",
-    "data.domains.*.cache",
+    "data.domains.*.cache", "data.domains.*.profile",
 )
 """Settings a resumed run may change: they are applied from the resume on (patterns over dotted keys).
 Everything else (model, losses, schedule, datasets, augmentation, seed) decides what the checkpoint's

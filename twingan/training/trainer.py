@@ -54,7 +54,7 @@ class Trainer:
         self.losses = TranslationLosses(self.objective, self.weights)
         self.schedule = config_lib.schedule(cfg, self.dist.world_size)
         self.folder = RunFolder(Path(cfg.run_dir) if cfg.run_dir else Path("runs") / str(cfg.name))
-        self.datasets = [build_domain_dataset(dict(spec)) for spec in cfg.data.domains.values()]
+        self.datasets = [build_domain_dataset(spec) for spec in config_lib.dataset_specs(cfg)]
         self.labels = self._label_matrices()
         self.seed = int(cfg.seed)
 
@@ -137,6 +137,7 @@ class Trainer:
             "twingan_version": twingan.__version__,
             "model_config": self.model_cfg.to_dict(),
             "config": config_lib.config_to_dict(self.cfg),
+            "domain_profiles": config_lib.domain_profiles(self.cfg),
             "progress": {
                 "resolution": self.model.resolution,
                 "alpha": self.model.alpha,

@@ -20,7 +20,7 @@ FREE_FORM = ("data.domains.*", "model.attributes.*", "train.schedule.batch_size.
 """Subtrees whose keys are the user's to choose (domain names and their dataset options, attribute groups,
 resolutions); their contents are checked where they are used (the dataset builder, the attribute schema)."""
 
-NULLABLE = ("data.synthetic", "model.attributes", "train.ema.rampup", "data.domains.*.cache")
+NULLABLE = ("data.synthetic", "model.attributes", "train.ema.rampup", "data.domains.*.cache", "data.domains.*.profile")
 """Settings that may be set to null although their default is not (see their comments in conf/)."""
 
 NULL_DEFAULT_TYPES: dict[str, type] = {

@@ -33,7 +33,6 @@ from twingan.search.embed_images import embedding_meta
 
 PathLike = Union[str, os.PathLike]
 
-HUMAN_DOMAIN = "human"
 """Pictures of this domain are photos: MTCNN finds and aligns their faces (as `twingan translate` does)."""
 EMBEDDING_KINDS = ("full", "pooled")
 UPLOAD_FORMATS = ACCEPTED_FORMATS
@@ -187,7 +186,7 @@ def _megabytes(size: int) -> str:
 class WebDemo:
     """The model (and optional index) behind the page, with the server's scratch folder and limits.
 
-    ``detector``: the face detector for photos of the 'human' domain; None takes
+    ``detector``: the face detector for domains with the ``photo`` profile; None takes
     every picture as a face crop (centre square). ``gallery_root``: the folder
     that relative image paths of the index are relative to.
     """
@@ -252,13 +251,13 @@ class WebDemo:
         return describe_training(training_summary(self.translator.meta))
 
     def examples(self) -> list[Example]:
-        """Example inputs for a visitor without a photo: the astronaut photo when the model has a 'human'
-        domain, and drawn synthetic faces (face crops, no detection) when it was trained on them. The drawn
+        """Example inputs for a visitor without a photo: the astronaut photo when the model has a domain with
+        the ``photo`` profile, and drawn synthetic faces (face crops, no detection) when it was trained on them. The drawn
         faces are written into the server's scratch folder."""
         src, to = self.default_domains()
         found = []
-        if HUMAN_DOMAIN in self.translator.domains and src != to:
-            found.append(Example(EXAMPLES_DIR / "astronaut.jpg", HUMAN_DOMAIN, to, True, "a photo"))
+        if self.translator.detects_faces(src) and src != to:
+            found.append(Example(EXAMPLES_DIR / "astronaut.jpg", src, to, True, "a photo"))
         styles = training_summary(self.translator.meta).get("style_domains") or {}
         if set(styles.values()) <= set(self.translator.domains) and len(set(styles.values())) == 2:
             folder = self.workdir / "examples"
@@ -271,17 +270,19 @@ class WebDemo:
         return found
 
     def default_domains(self) -> tuple[str, str]:
-        """(from, to) preselected in the page: a human photo to the first other domain when there is one."""
+        """(from, to) preselected in the page: the first domain of photos (``photo`` profile), else the first
+        domain, to the first other domain when there is one."""
         domains = list(self.translator.domains)
-        src = HUMAN_DOMAIN if HUMAN_DOMAIN in domains else domains[0]
+        src = next((d for d in domains if self.translator.detects_faces(d)), domains[0])
         others = [d for d in domains if d != src]
         return src, (others[0] if others else src)
 
     # ------------------------------------------------------------ translation
 
     def pipeline(self, src: str, detect: bool = True) -> FacePipeline:
-        """Photos of people go through face detection; other domains, ``detect`` off or no detector: face crops."""
-        detector = self.detector if detect and src == HUMAN_DOMAIN else None
+        """Photos (a ``photo`` profile domain) go through face detection; other domains, ``detect`` off or no
+        detector: face crops."""
+        detector = self.detector if detect and self.translator.detects_faces(src) else None
         return FacePipeline(self.translator, detector, max_faces=self.limits.max_faces)
 
     def translate(
@@ -291,7 +292,7 @@ class WebDemo:
         """Decode the upload, find its faces (photos of people), translate each into ``to``.
 
         ``reference``: an optional picture of ``to`` whose style (hair, eye colours) every avatar
-        takes (its largest face when ``to`` is 'human'); ``attrs``: optional "hair=blue, eyes=green".
+        takes (its largest face when ``to`` has the ``photo`` profile); ``attrs``: optional "hair=blue, eyes=green".
         Both need a checkpoint trained for them; what it cannot do is refused before any work.
         """
         self.translator.check_domain(src, "source domain")
