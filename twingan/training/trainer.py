@@ -396,12 +396,11 @@ class Trainer:
                     loader = batch_iterator(
                         self.datasets, self.orders, self.images_seen, phase.batch_size, resolution,
                         self.settings.num_workers, self.dist.rank, self.dist.world_size,
-                        pin_memory=self.device.type == "cuda",
-                        **({"labels": self.labels} if self.labels is not None else {}),
+                        pin_memory=self.device.type == "cuda", labels=self.labels,
                     )
                     augment = Augment(resolution, **self.settings.augment)
                     loader_key = (phase.resolution, phase.batch_size)
-                batches, labels = next(loader) if self.labels is not None else (next(loader), None)
+                batches, labels = next(loader)
                 try:
                     logs = self._train_step(batches, augment, alpha, labels)
                 except _NonFinite as exc:
