@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 
 from twingan.search.brute_force import cosine_topk, recall_at_k, streaming_cosine_topk  # noqa: E402
 from twingan.search.embeddings_store import EmbeddingMeta  # noqa: E402
-from twingan.search.index import MAX_TRAIN_VECTORS, Index  # noqa: E402
+from twingan.search.index import Index  # noqa: E402
+from twingan.search.index_training import MAX_TRAIN_VECTORS  # noqa: E402
 
 K = 10
 CHUNK = 65_536

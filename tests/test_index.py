@@ -9,12 +9,13 @@ import faiss
 import numpy as np
 import pytest
 
-import twingan.search.index as index_module
+import twingan.search.index_file as index_file_module
 from twingan.cli.main import main
 from twingan.errors import ConfigError, DatasetError
 from twingan.search import EmbeddingMeta, EmbeddingMismatchError, EmbeddingStore, Index, IndexFileError
 from twingan.search.brute_force import cosine_topk, l2_normalize, recall_at_k, streaming_cosine_topk
-from twingan.search.index import fit_pca, plan_index
+from twingan.search.index_plan import plan_index
+from twingan.search.index_training import fit_pca
 
 DIM = 32
 META = EmbeddingMeta("a" * 64, "latent_flat", DIM, {"resolution": 64})
@@ -291,7 +292,7 @@ def test_crash_mid_save_leaves_the_old_index(tmp_path, monkeypatch):
         fh.write(data[: len(data) // 2])
         raise OSError("No space left on device (simulated)")
 
-    monkeypatch.setattr(index_module, "_write_bytes_section", crash_after_partial_write)
+    monkeypatch.setattr(index_file_module, "_write_bytes_section", crash_after_partial_write)
     with pytest.raises(OSError, match="simulated"):
         bigger.save(path)
     assert path.read_bytes() == old_bytes

@@ -20,7 +20,7 @@ from twingan.data.synthetic import (
 )
 from twingan.errors import DatasetError
 from twingan.models.attributes import AttributeSchema
-from twingan.training.data_stream import EpochPermutations, LabelledStep, StepBatches, batch_iterator
+from twingan.training.data_stream import EpochPermutations, StepBatch, StepBatches, batch_iterator
 
 SCHEMA = AttributeSchema({"hair": ["black", "blonde", "blue"], "eyes": ["blue", "green"]})
 
@@ -168,7 +168,7 @@ def test_labels_follow_the_image_that_replaced_a_bad_file(colour_coded_folder: P
     substituted = 0
     for step in range(6):  # three epochs
         item = next(stream)
-        assert isinstance(item, LabelledStep)
+        assert isinstance(item, StepBatch)
         images, batch_labels = item
         assert images[0].shape == (4, 3, 4, 4) and images[0].dtype == torch.uint8
         assert batch_labels[0].dtype == torch.int64 and batch_labels[0].shape == (4, 1)
@@ -203,9 +203,9 @@ def test_batches_without_labels_are_unchanged_and_a_domain_may_lack_labels(colou
         plain = [next(it) for it in [batch_iterator(datasets, orders, 8, 3, 4, 0)] for _ in range(3)]
         with_labels = [next(it) for it in [batch_iterator(datasets, orders, 8, 3, 4, 0, labels=labels)] for _ in range(3)]
     for a, b in zip(plain, with_labels):
-        assert type(a) is list and len(a) == 2
-        assert all(t.dtype == torch.uint8 and t.shape == (3, 3, 4, 4) for t in a)
-        assert all(torch.equal(x, y) for x, y in zip(a, b.images))
+        assert isinstance(a, StepBatch) and len(a.images) == 2 and a.labels == [None, None]
+        assert all(t.dtype == torch.uint8 and t.shape == (3, 3, 4, 4) for t in a.images)
+        assert all(torch.equal(x, y) for x, y in zip(a.images, b.images))
         assert b.labels[1] is None and b.labels[0].shape == (3, 1)
     with pytest.raises(ValueError, match="2 label matrices for 1 domains"):
         StepBatches(datasets[:1], orders[:1], 0, 2, labels=labels)

@@ -145,7 +145,9 @@ def _set_threads(threads: int | None) -> None:
 
 def run_build(args: argparse.Namespace) -> int:
     from twingan.search.gallery import add_stores, open_stores, training_sample
-    from twingan.search.index import MAX_TRAIN_VECTORS, Index, plan_index
+    from twingan.search.index import Index
+    from twingan.search.index_plan import plan_index
+    from twingan.search.index_training import MAX_TRAIN_VECTORS
 
     _set_threads(args.threads)
     stores = open_stores(args.embeddings)
@@ -186,7 +188,7 @@ def run_add(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from twingan.search.embeddings_store import EmbeddingStore
-    from twingan.search.index import read_index_header
+    from twingan.search.index_file import read_index_header
 
     if args.path.is_dir():
         store = EmbeddingStore.open(args.path)

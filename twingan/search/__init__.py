@@ -9,6 +9,7 @@
     hits = Index.load("anime.twgidx").search(query_vectors, k=10, meta=query_meta)
 """
 from twingan.search.embeddings_store import EmbeddingMeta, EmbeddingMismatchError, EmbeddingStore
-from twingan.search.index import Index, IndexFileError, SearchResult
+from twingan.search.index import Index, SearchResult
+from twingan.search.index_file import IndexFileError
 
 __all__ = ["EmbeddingMeta", "EmbeddingMismatchError", "EmbeddingStore", "Index", "IndexFileError", "SearchResult"]

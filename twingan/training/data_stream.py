@@ -6,14 +6,15 @@ permutation seeded by (seed, domain, epoch). A single counter, ``position``
 checkpoint stores, so a resumed run reads exactly the batches it would have
 read. Rank r of W takes samples [position + r*B, position + (r+1)*B) of each step.
 
-With per-domain label matrices (:func:`twingan.data.labels.label_matrix`) each
-step also carries the labels of the images actually loaded: a bad file is
-replaced by the next readable one, and its label row follows it.
+Every step is a :class:`StepBatch`; with per-domain label matrices
+(:func:`twingan.data.labels.label_matrix`) it also carries the labels of the
+images actually loaded: a bad file is replaced by the next readable one, and
+its label row follows it.
 """
 from __future__ import annotations
 
 import functools
-from typing import Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
 import torch
@@ -40,8 +41,9 @@ class EpochPermutations:
         return int(self.permutation(epoch)[offset])
 
 
-class LabelledStep(NamedTuple):
-    """One step's batches with labels: ``images[d]`` uint8 (B, 3, R, R), ``labels[d]`` int64 (B, G) or None."""
+class StepBatch(NamedTuple):
+    """One step's batches: ``images[d]`` uint8 (B, 3, R, R), ``labels[d]`` int64 (B, G), or None for a domain
+    without labels (every domain, when the stream has no label matrices)."""
 
     images: list[torch.Tensor]
     labels: list[Optional[torch.Tensor]]
@@ -68,12 +70,11 @@ def _check_labels(
 
 
 class StepBatches(Dataset):
-    """Item k = the uint8 batches of every domain for the k-th step after ``start``.
+    """Item k = the :class:`StepBatch` of every domain for the k-th step after ``start``.
 
-    Without ``labels`` an item is a list with one (B, 3, R, R) tensor per
-    domain. With ``labels`` (one (N_d, G) integer matrix per domain, or None)
-    it is a :class:`LabelledStep` whose ``labels[d]`` holds the rows of the
-    images actually loaded (None for a domain without a matrix).
+    With ``labels`` (one (N_d, G) integer matrix per domain, or None) its
+    ``labels[d]`` holds the rows of the images actually loaded (None for a
+    domain without a matrix); without, every ``labels[d]`` is None.
     """
 
     def __init__(
@@ -92,18 +93,13 @@ class StepBatches(Dataset):
         self.batch_size = batch_size
         self.rank = rank
         self.world_size = world_size
-        self.labels = None if labels is None else _check_labels(datasets, labels)
+        self.labels = [None] * len(datasets) if labels is None else _check_labels(datasets, labels)
 
     def __len__(self) -> int:
         return 2**62
 
-    def __getitem__(self, step: int) -> Union[list[torch.Tensor], LabelledStep]:
+    def __getitem__(self, step: int) -> StepBatch:
         first = self.start + step * self.batch_size * self.world_size + self.rank * self.batch_size
-        if self.labels is None:
-            return [
-                torch.stack([ds[order.index(first + j)] for j in range(self.batch_size)])
-                for ds, order in zip(self.datasets, self.orders)
-            ]
         images: list[torch.Tensor] = []
         labels: list[Optional[torch.Tensor]] = []
         for ds, order, matrix in zip(self.datasets, self.orders, self.labels):
@@ -114,7 +110,7 @@ class StepBatches(Dataset):
             else:
                 rows = np.array([index for _, index in loaded], dtype=np.int64)
                 labels.append(torch.from_numpy(matrix[rows]))
-        return LabelledStep(images, labels)
+        return StepBatch(images, labels)
 
 
 def batch_iterator(
@@ -128,14 +124,12 @@ def batch_iterator(
     world_size: int = 1,
     pin_memory: bool = False,
     labels: Optional[Sequence[Optional[np.ndarray]]] = None,
-) -> Iterator[Union[list[torch.Tensor], LabelledStep]]:
-    """Endless per-step batches from sample ``start`` on, loaded by ``num_workers`` processes.
+) -> Iterator[StepBatch]:
+    """Endless per-step :class:`StepBatch` items from sample ``start`` on, loaded by ``num_workers`` processes.
 
-    Without ``labels`` each item is a list of uint8 tensors, one per domain.
     With ``labels`` (one integer matrix (len(dataset), G) per domain, or None
-    for a domain without labels) each item is a :class:`LabelledStep`
-    ``(images, labels)``; ``labels[d]`` is a LongTensor (B, G) aligned with
-    ``images[d]``, bad-file substitutions included, or None.
+    for a domain without labels) ``labels[d]`` is a LongTensor (B, G) aligned
+    with ``images[d]``, bad-file substitutions included, or None.
     """
     for ds in datasets:
         ds.set_resolution(resolution)

@@ -8,9 +8,8 @@ from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torchvision.utils import make_grid
 
-from twingan.data.image_io import save_image, tensor_to_pil, upscale_for_viewing
+from twingan.data.image_io import save_image, tensor_to_pil
 from twingan.utils.atomic import atomic_write_text, remove_stale_temporaries
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
@@ -102,9 +101,3 @@ class RunLogger:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
-
-
-def sample_grid(rows: list[torch.Tensor], per_row: int) -> torch.Tensor:
-    """Stack rows of images (each (n, 3, R, R)) into one image tensor in [-1, 1], small tiles upscaled for viewing."""
-    tiles = upscale_for_viewing(torch.cat(rows).float().cpu().clamp(-1, 1))
-    return make_grid(tiles, nrow=per_row, padding=2, pad_value=1.0)

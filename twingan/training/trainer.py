@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 import twingan
-from twingan.checkpoint import check_finite, load_tensors, read_meta, save_checkpoint, stored_model_config, verify_checkpoint
+from twingan.checkpoint import read_meta, save_checkpoint, verify_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
 from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError
@@ -24,7 +23,10 @@ import twingan.training.distributed as ddp
 from twingan.training.calibration import calibrate, calibration_images
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
-from twingan.training.run_folder import RunFolder, RunLogger, sample_grid
+from twingan.training.run_folder import RunFolder, RunLogger
+from twingan.training.samples import fixed_sample_grid
+from twingan.training.settings import TrainSettings
+import twingan.training.training_state as training_state
 from twingan.utils.device import resolve_device
 from twingan.utils.progress import progress_bar
 
@@ -39,42 +41,40 @@ class Trainer:
     def __init__(self, cfg: DictConfig) -> None:
         config_lib.check_choices(cfg)
         self.cfg = cfg
-        self.device = resolve_device(str(cfg.device))
-        if cfg.train.cpu_threads is not None:
-            torch.set_num_threads(int(cfg.train.cpu_threads))
+        self.settings = settings = TrainSettings.from_config(cfg)
+        self.device = resolve_device(settings.device)
+        if settings.cpu_threads is not None:
+            torch.set_num_threads(settings.cpu_threads)
         self.dist = ddp.init_from_env(self.device.type)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        self.precision = str(cfg.train.precision)
+        self.precision = settings.precision
         if self.precision != "fp32" and self.device.type != "cuda":
             raise ConfigError(f"train.precision={self.precision} needs a CUDA device; use train.precision=fp32 on CPU")
         self.model_cfg = config_lib.model_config(cfg)
         self.objective, self.weights = config_lib.loss_settings(cfg)
         self.losses = TranslationLosses(self.objective, self.weights)
         self.schedule = config_lib.schedule(cfg, self.dist.world_size)
-        self.folder = RunFolder(Path(cfg.run_dir) if cfg.run_dir else Path("runs") / str(cfg.name))
+        self.folder = RunFolder(settings.run_dir)
         self.datasets = [build_domain_dataset(spec) for spec in config_lib.dataset_specs(cfg)]
         self.labels = self._label_matrices()
-        self.seed = int(cfg.seed)
+        self.seed = settings.seed
+        self.channels_last = settings.channels_last and self.device.type == "cuda"
 
         torch.manual_seed(self.seed)
         self.model = TwinGAN(self.model_cfg).to(self.device)
         self.discs = Discriminators(self.model_cfg).to(self.device)
-        if bool(cfg.train.channels_last) and self.device.type == "cuda":
+        if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.discs.to(memory_format=torch.channels_last)
         ddp.broadcast_module(self.model, self.dist)
         ddp.broadcast_module(self.discs, self.dist)
-        opt = cfg.train.optimizer
-        adam = dict(lr=float(opt.lr), betas=tuple(float(b) for b in opt.betas), eps=float(opt.eps))
+        opt = settings.optimizer
+        adam = dict(lr=opt.lr, betas=opt.betas, eps=opt.eps)
         self.opt_g = torch.optim.Adam(self.model.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.discs.parameters(), **adam)
-        self.ema = EmaTranslator(
-            self.model,
-            float(cfg.train.ema.half_life_images),
-            None if cfg.train.ema.rampup is None else float(cfg.train.ema.rampup),
-        )
+        self.ema = EmaTranslator(self.model, settings.ema_half_life_images, settings.ema_rampup)
         self.scalers = None
         if self.precision == "fp16":
             self.scalers = (torch.amp.GradScaler("cuda"), torch.amp.GradScaler("cuda"))
@@ -114,24 +114,18 @@ class Trainer:
 
     # ---- state ---------------------------------------------------------------------------------
 
+    def _named_modules(self) -> list[tuple[str, torch.nn.Module]]:
+        return [("model.", self.model), ("ema.", self.ema.model), ("disc.", self.discs)]
+
+    def _named_optimizers(self) -> list[tuple[str, torch.optim.Optimizer]]:
+        return [("g", self.opt_g), ("d", self.opt_d)]
+
+    def _random_streams(self) -> dict[str, torch.Generator]:
+        return {"aug": self.aug_rng, "noise": self.noise_rng}
+
     def _state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-        tensors: dict[str, torch.Tensor] = {}
-        for prefix, module in (("model.", self.model), ("ema.", self.ema.model), ("disc.", self.discs)):
-            tensors.update({prefix + k: v for k, v in module.state_dict().items()})
-        optim_meta = {}
-        for name, opt in (("g", self.opt_g), ("d", self.opt_d)):
-            sd = opt.state_dict()
-            for idx, state in sd["state"].items():
-                for key, value in state.items():
-                    tensors[f"optim.{name}.{idx}.{key}"] = torch.as_tensor(value)
-            optim_meta[name] = sd["param_groups"]
-        rng_states = ddp.gather_objects(
-            {"aug": self.aug_rng.get_state(), "noise": self.noise_rng.get_state(), "torch": torch.get_rng_state()},
-            self.dist,
-        )
-        for rank, states in enumerate(rng_states):
-            for key, value in states.items():
-                tensors[f"rng.{key}.{rank}"] = value
+        tensors, param_groups = training_state.weights_and_optimizers(self._named_modules(), self._named_optimizers())
+        tensors.update(training_state.random_stream_tensors(self._random_streams(), self.dist))
         meta = {
             "kind": "training",
             "twingan_version": twingan.__version__,
@@ -146,8 +140,8 @@ class Trainer:
                 "total_images": self.schedule.total_images,
             },
             "data": {"samples_drawn_per_domain": self.images_seen, "domains": list(self.model_cfg.domains)},
-            "optimizers": optim_meta,
-            "rng": {"numpy": _numpy_state(), "python": _python_state()},
+            "optimizers": param_groups,
+            "rng": training_state.global_random_states(),
             "world_size": self.dist.world_size,
             "rollbacks": self.rollbacks,
             "lr_factor": self.lr_factor,
@@ -156,26 +150,8 @@ class Trainer:
         return tensors, meta
 
     def _load_state(self, path: Path) -> None:
-        meta = read_meta(path)
-        if meta.get("kind") != "training":
-            raise CheckpointError(f"{path}: not a training checkpoint (kind={meta.get('kind')!r}); cannot resume from it")
-        if stored_model_config(meta, path) != self.model_cfg:
-            raise CheckpointError(
-                f"{path}: its architecture differs from this run's model settings; resume with the config it was "
-                "trained with (see config.yaml in its run folder)"
-            )
-        tensors = load_tensors(path, device="cpu")
-        check_finite({k: v for k, v in tensors.items() if not k.startswith("rng.")}, path, "weight or optimiser")
-        for prefix, module in (("model.", self.model), ("ema.", self.ema.model), ("disc.", self.discs)):
-            sub = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            module.load_state_dict(sub, strict=True)
-        for name, opt in (("g", self.opt_g), ("d", self.opt_d)):
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, value in tensors.items():
-                if key.startswith(f"optim.{name}."):
-                    _, _, idx, field = key.split(".", 3)
-                    state.setdefault(int(idx), {})[field] = value
-            opt.load_state_dict({"state": state, "param_groups": meta["optimizers"][name]})
+        tensors, meta = training_state.read_training_checkpoint(path, self.model_cfg)
+        training_state.load_weights_and_optimizers(tensors, meta, self._named_modules(), self._named_optimizers())
         progress = meta["progress"]
         self._calibrated_at = None
         self.images_seen = int(progress["images_seen"])
@@ -185,14 +161,7 @@ class Trainer:
         if self.scalers and meta.get("scalers"):
             for scaler, sd in zip(self.scalers, meta["scalers"]):
                 scaler.load_state_dict(sd)
-        rank = self.dist.rank
-        if int(meta.get("world_size", 1)) == self.dist.world_size and f"rng.aug.{rank}" in tensors:
-            self.aug_rng.set_state(tensors[f"rng.aug.{rank}"])
-            self.noise_rng.set_state(tensors[f"rng.noise.{rank}"])
-            torch.set_rng_state(tensors[f"rng.torch.{rank}"])
-            _set_numpy_state(meta["rng"]["numpy"])
-            _set_python_state(meta["rng"]["python"])
-        else:
+        if not training_state.restore_random_streams(tensors, meta, self._random_streams(), self.dist):
             log.warning(
                 "resuming with %d ranks from a checkpoint written by %s: random streams are re-seeded, so the "
                 "continuation is valid but not bit-identical to an uninterrupted run",
@@ -204,7 +173,7 @@ class Trainer:
         self._set_progress(self.images_seen)
 
     def _find_resume(self) -> Path | None:
-        resume = self.cfg.resume
+        resume = self.settings.resume
         if resume is None:
             if self.folder.list_checkpoints():
                 raise ConfigError(
@@ -212,8 +181,8 @@ class Trainer:
                     "or choose another run_dir / name"
                 )
             return None
-        if str(resume) != "auto":
-            path = Path(str(resume))
+        if resume != "auto":
+            path = Path(resume)
             if not path.is_file():
                 raise ConfigError(f"resume={resume}: no such checkpoint file")
             return path
@@ -242,7 +211,7 @@ class Trainer:
         path = None
         if self.dist.is_main:
             path = save_checkpoint(self.folder.checkpoint_path(self.images_seen), tensors, meta)
-            self.folder.prune_checkpoints(int(self.cfg.train.checkpoint.keep_last))
+            self.folder.prune_checkpoints(self.settings.checkpoint_keep_last)
         ddp.barrier(self.dist)
         return path
 
@@ -272,8 +241,8 @@ class Trainer:
         ddp.average_gradients(module, self.dist)
         if scaler:
             scaler.unscale_(opt)
-        if self.cfg.train.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(module.parameters(), float(self.cfg.train.grad_clip))
+        if self.settings.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.settings.grad_clip)
         if scaler:
             scaler.step(opt)
             scaler.update()
@@ -292,7 +261,7 @@ class Trainer:
             x = augment(batch.to(self.device, non_blocking=True), self.aug_rng)
             if alpha < 1.0:
                 x = progressive_blend(x, alpha)
-            if bool(self.cfg.train.channels_last) and self.device.type == "cuda":
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             reals.append(x)
         inputs = draw_inputs(self.model, reals, labels, self.noise_rng)
@@ -305,9 +274,9 @@ class Trainer:
         finally:
             self.discs.requires_grad_(True)
         if self.losses.has_discriminator_terms(self.model, len(reals)):
-            every = int(self.cfg.loss.penalty_every)
+            every = self.settings.penalty_every
             penalty_scale = float(every) if self.step % every == 0 else 0.0
-            for _ in range(int(self.cfg.train.d_steps)):
+            for _ in range(self.settings.d_steps):
                 with self._autocast():
                     d_loss, d_logs = self.losses.discriminator_loss(
                         self.model, self.discs, inputs, self.noise_rng, rendered=rendered, penalty_scale=penalty_scale
@@ -326,43 +295,16 @@ class Trainer:
         Called after every checkpoint load: a resume applies a changed train.optimizer setting instead of the
         values stored in the checkpoint's optimiser state.
         """
-        opt_cfg = self.cfg.train.optimizer
+        opt_cfg = self.settings.optimizer
         for opt in (self.opt_g, self.opt_d):
             for group in opt.param_groups:
-                group["lr"] = float(opt_cfg.lr) * self.lr_factor
-                group["betas"] = tuple(float(b) for b in opt_cfg.betas)
-                group["eps"] = float(opt_cfg.eps)
+                group["lr"] = opt_cfg.lr * self.lr_factor
+                group["betas"] = opt_cfg.betas
+                group["eps"] = opt_cfg.eps
 
-    @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:
-        """Fixed images of every domain: source, reconstruction, translation to each other domain and back.
-
-        With a style encoder also the translation taking its style from other faces of the
-        target domain (the rolled fixed images); with a mapping network one row of faces
-        generated from fixed noise per domain.
-        """
-        model = self.ema.model
-        n = int(self.cfg.logging.samples.per_domain)
-        res = model.resolution
-        fixed = []
-        for ds in self.datasets:
-            ds.set_resolution(res)
-            x = torch.stack([ds[i % len(ds)] for i in range(n)]).to(self.device)
-            fixed.append(x.float().div(127.5).sub(1.0))
-        rows = []
-        for o, x in enumerate(fixed):
-            rows += [x, model.reconstruct(x, o)]
-            for d in range(len(fixed)):
-                if d != o:
-                    fake = model.translate(x, o, d)
-                    rows += [fake, model.translate(fake, d, o)]
-                    if model.style_encoder is not None:
-                        style = model.style(fixed[d].roll(1, 0), d)
-                        rows.append(model.translate(x, o, d, model.condition(n, style=style)))
-        if model.mapping is not None:
-            z = torch.randn(n, model.cfg.noise_dim, generator=torch.Generator().manual_seed(self.seed)).to(self.device)
-            rows += [model.generate(z, d) for d in range(len(fixed))]
-        return sample_grid(rows, n)
+        """The EMA model's sample grid (:func:`~twingan.training.samples.fixed_sample_grid`)."""
+        return fixed_sample_grid(self.ema.model, self.datasets, self.settings.samples_per_domain, self.device, self.seed)
 
     def _write_samples(self) -> None:
         self._calibrate()  # on every rank: the ranks' statistics stay identical
@@ -378,10 +320,10 @@ class Trainer:
 
         Eval mode, no gradients, and no draw from any training random stream, so exact resume is unaffected.
         """
-        every = int(self.cfg.logging.eval.every_images)
+        every = self.settings.eval_every_images
         if every <= 0:
             return
-        if self.cfg.data.get("synthetic") is None:
+        if not self.settings.has_synthetic_test_set:
             raise ConfigError(
                 "logging.eval.every_images needs the synthetic paired test set (data.synthetic); "
                 "set logging.eval.every_images=0 for this dataset, or score checkpoints with `twingan eval`"
@@ -398,7 +340,7 @@ class Trainer:
                 result = evaluate_checkpoint(
                     self.ema.model,
                     config=config_lib.config_to_dict(self.cfg),
-                    baselines=bool(self.cfg.logging.eval.baselines),
+                    baselines=self.settings.eval_baselines,
                 )
         except NonFiniteOutputError as exc:
             log.warning("eval at %d images skipped: %s", self.images_seen, exc)
@@ -431,18 +373,18 @@ class Trainer:
             log.info("resumed from %s at %d images", resume_path, self.images_seen)
         if self.dist.is_main:
             self.folder.truncate_log(self.images_seen)
-            self.logger = RunLogger(self.folder, bool(self.cfg.logging.tensorboard))
+            self.logger = RunLogger(self.folder, self.settings.tensorboard)
         end = self.schedule.total_images
-        if self.cfg.train.max_images is not None:
-            end = min(end, int(self.cfg.train.max_images))
-        ckpt_every = int(self.cfg.train.checkpoint.every_images)
-        sample_every = int(self.cfg.logging.samples.every_images)
+        if self.settings.max_images is not None:
+            end = min(end, self.settings.max_images)
+        ckpt_every = self.settings.checkpoint_every_images
+        sample_every = self.settings.samples_every_images
         bar = progress_bar(
             total=end,
             initial=min(self.images_seen, end),
             unit="img",
             dynamic_ncols=True,
-            disable=not (self.dist.is_main and bool(self.cfg.logging.progress_bar)),
+            disable=not (self.dist.is_main and self.settings.progress_bar),
         )
         loader, loader_key = None, None
         last_path: Path | None = resume_path
@@ -454,13 +396,12 @@ class Trainer:
                 if loader_key != (phase.resolution, phase.batch_size):
                     loader = batch_iterator(
                         self.datasets, self.orders, self.images_seen, phase.batch_size, resolution,
-                        int(self.cfg.data.num_workers), self.dist.rank, self.dist.world_size,
-                        pin_memory=self.device.type == "cuda",
-                        **({"labels": self.labels} if self.labels is not None else {}),
+                        self.settings.num_workers, self.dist.rank, self.dist.world_size,
+                        pin_memory=self.device.type == "cuda", labels=self.labels,
                     )
-                    augment = Augment(resolution, **config_lib.config_to_dict(self.cfg.data.augment))
+                    augment = Augment(resolution, **self.settings.augment)
                     loader_key = (phase.resolution, phase.batch_size)
-                batches, labels = next(loader) if self.labels is not None else (next(loader), None)
+                batches, labels = next(loader)
                 try:
                     logs = self._train_step(batches, augment, alpha, labels)
                 except _NonFinite as exc:
@@ -473,7 +414,7 @@ class Trainer:
                 self.step += 1
                 self.ema.update(self.model, self.images_seen, step_images)
                 bar.update(step_images)
-                if self.step % int(self.cfg.logging.every_steps) == 0 and self.logger:
+                if self.step % self.settings.log_every_steps == 0 and self.logger:
                     now = time.perf_counter()
                     rate = (self.images_seen - last_log_images) / max(now - last_log_time, 1e-9)
                     last_log_time, last_log_images = now, self.images_seen
@@ -510,10 +451,10 @@ class Trainer:
         to: they carry over the reload, so every rollback counts against ``train.max_rollbacks``, the factor
         compounds, and each retry draws fresh noise and augmentation.
         """
-        policy = str(self.cfg.train.nan_policy)
+        policy = self.settings.nan_policy
         if self.logger:
             self.logger.log({"images": self.images_seen, "step": self.step, "event": "non-finite loss", "detail": message})
-        limit = int(self.cfg.train.max_rollbacks)
+        limit = self.settings.max_rollbacks
         if policy == "stop" or last_path is None or self.rollbacks >= limit:
             where = f"the last good checkpoint is {last_path}" if last_path else "no checkpoint was written"
             if policy == "rollback" and last_path is not None:
@@ -525,7 +466,7 @@ class Trainer:
                 f"training diverged: {message}; {where}. No checkpoint was written after the failure; {advice}."
             )
         rollbacks = self.rollbacks + 1
-        lr_factor = self.lr_factor * float(self.cfg.train.rollback_lr_factor)
+        lr_factor = self.lr_factor * self.settings.rollback_lr_factor
         self._load_state(last_path)
         self.rollbacks, self.lr_factor = rollbacks, lr_factor
         self._apply_lr_factor()
@@ -538,26 +479,6 @@ class Trainer:
 
 class _NonFinite(Exception):
     pass
-
-
-def _numpy_state() -> list:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def _set_numpy_state(state: list) -> None:
-    name, keys, pos, has_gauss, cached = state
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def _python_state() -> list:
-    version, internal, gauss = random.getstate()
-    return [version, list(internal), gauss]
-
-
-def _set_python_state(state: list) -> None:
-    version, internal, gauss = state
-    random.setstate((version, tuple(internal), gauss))
 
 
 def train(overrides: Sequence[str] = ()) -> Path:
