@@ -141,6 +141,20 @@ def test_attributes_in_the_api(attr_checkpoint, synthetic_root):
             translator.translate(photo, to="anime", attrs=bad)
 
 
+def test_training_stores_the_attribute_prior_of_the_labels(attr_checkpoint, synthetic_root):
+    """The checkpoint's prior over hair colours is each domain's labels.csv, counted here with the csv module."""
+    import csv
+
+    model, _ = load_translator(attr_checkpoint)
+    folders = {"human": "photo", "anime": "anime"}  # the demo's domains and their synthetic styles
+    for d, domain in enumerate(model.domains):
+        with open(synthetic_root / "train" / folders[domain] / "labels.csv", newline="") as fh:
+            hair = [row["hair"] for row in csv.DictReader(fh)]
+        expected = torch.tensor([hair.count(v) / len(hair) for v in HAIR_COLOUR_NAMES])
+        assert len(set(hair)) >= 2  # a prior that differs from one value certain
+        torch.testing.assert_close(model.attribute_prior[d], expected)
+
+
 def test_api_refuses_what_the_checkpoint_was_not_trained_for(style_checkpoint, attr_checkpoint, tiny_checkpoint,
                                                              synthetic_root):
     photo = np.zeros((16, 16, 3), np.uint8)

@@ -7,6 +7,7 @@ from twingan.losses import LossWeights, TranslationLosses, build_objective, draw
 from twingan.losses.conditioning import (
     attribute_loss,
     classification_targets,
+    generation_condition,
     recoloured,
     translation_condition,
 )
@@ -137,7 +138,10 @@ def test_attribute_loss_and_classification_targets_against_a_manual_reference():
     assert torch.equal((chosen >= 0), (chosen == rolled)) and ((chosen == -1) | (chosen == rolled)).all()
     wanted = classification_targets(inputs, 0, 1)
     assert torch.equal(wanted, torch.where(chosen >= 0, chosen, source))
-    assert torch.equal(classification_targets(inputs, None, 1), chosen)
+    assert not torch.equal(chosen[1], chosen[0])  # so that pairing the rows changes something
+    paired = torch.stack([chosen[0], chosen[0], chosen[2]])  # faces drawn from noise: rows 2k and 2k+1 share 2k's
+    assert torch.equal(classification_targets(inputs, None, 1), paired)
+    assert torch.equal(generation_condition(model, inputs, 1), model.condition(3, labels=paired))
 
 
 def test_reference_rows_take_the_references_labels_and_plain_rows_the_sources():
@@ -297,3 +301,25 @@ def test_generation_keeps_its_own_running_statistics():
     assert (norm.running_mean != before).any(dim=1).tolist() == [False, True, False, False]
     assert model.encoder.blocks["4"].conv0.norm.running_mean.shape[0] == 2  # the encoder has one set
     assert TwinGAN(tiny_cfg(norm="batch")).generator.blocks["4"].conv0.norm.running_mean.shape[0] == 2
+
+
+def test_attribute_prior_counts_known_labels_and_sampling_follows_it():
+    model = TwinGAN(tiny_cfg(noise_dim=8, attributes=SCHEMA))
+    even = torch.tensor([1 / 3, 1 / 3, 1 / 3, 1 / 2, 1 / 2])
+    assert torch.equal(model.attribute_prior, torch.stack([even, even]))  # before training: every value as likely
+    labels = torch.tensor([[0, -1], [2, -1], [2, -1], [-1, -1], [2, -1]])
+    model.set_attribute_prior("anime", labels)
+    torch.testing.assert_close(model.attribute_prior[1], torch.tensor([0.25, 0.0, 0.75, 0.5, 0.5]))  # eyes unknown
+    torch.testing.assert_close(model.attribute_prior[0], even)
+    drawn = model.sample_labels(4000, "anime", torch.Generator().manual_seed(0))
+    assert drawn.shape == (4000, 2) and not (drawn[:, 0] == 1).any()  # never a value the labels never show
+    torch.testing.assert_close(torch.bincount(drawn[:, 0], minlength=3) / 4000.0, torch.tensor([0.25, 0.0, 0.75]),
+                               atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.bincount(drawn[:, 1], minlength=2) / 4000.0, torch.tensor([0.5, 0.5]),
+                               atol=0.03, rtol=0)
+    few = model.sample_labels(3, "anime", torch.Generator().manual_seed(0))
+    assert torch.equal(few, drawn[:3])  # row i does not depend on how many are drawn
+    with pytest.raises(ValueError, match="has 3 values"):
+        model.set_attribute_prior("anime", torch.tensor([[3, 0]]))
+    with pytest.raises(ValueError, match="without attributes"):
+        TwinGAN(tiny_cfg(noise_dim=8)).sample_labels(1, "anime")

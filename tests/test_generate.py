@@ -11,10 +11,11 @@ from PIL import Image
 from helpers import tiny_run_overrides
 from twingan.checkpoint import load_tensors, read_meta, save_checkpoint
 from twingan.cli.main import main
-from twingan.errors import ConfigError
+from twingan.errors import CheckpointError, ConfigError
 from twingan.inference import Translator
 from twingan.inference.generation import (
-    generate_images, generate_tensor, latent_walk, seed_noise, slerp, walk_noise,
+    generate_images, generate_tensor, latent_walk, seed_condition, seed_labels, seed_noise, slerp, walk_condition,
+    walk_noise,
 )
 from twingan.models import ModelConfig, TwinGAN
 
@@ -189,6 +190,52 @@ def test_attributes_condition_the_images(attr_checkpoint):
     assert np.array_equal(pixels(blonde[0]), pixels(generate_images(model, 1, "anime", 5, attrs="hair=blonde")[0]))
     with pytest.raises(ConfigError, match="hair='blue'"):
         generate_images(model, 1, "anime", 5, attrs=["hair=blue"])
+
+
+def test_unnamed_attributes_are_drawn_from_the_training_prior(attr_checkpoint):
+    """A prior certain of one hair colour draws exactly the faces that name it; an even prior draws both."""
+    model = Translator.load(attr_checkpoint, device="cpu").model
+    for value, prior in (("black", [1.0, 0.0]), ("blonde", [0.0, 1.0])):
+        model.attribute_prior[1] = torch.tensor(prior)
+        drawn = generate_images(model, 3, "anime", 4)
+        named = generate_images(model, 3, "anime", 4, attrs=f"hair={value}")
+        assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(drawn, named))
+    model.attribute_prior[1] = torch.tensor([0.5, 0.5])
+    labels = seed_labels(model, 4, 40, "anime")
+    assert set(labels[:, 0].tolist()) == {0, 1}
+    assert torch.equal(seed_labels(model, 4, 5, "anime"), labels[:5])  # row i does not depend on n
+    assert (seed_labels(model, 4, 40, "anime", attrs="hair=blonde") == 1).all()
+    assert not torch.equal(seed_labels(model, 5, 40, "anime"), labels)
+    with pytest.raises(ConfigError, match="hair='blue'"):
+        seed_labels(model, 4, 2, "anime", attrs="hair=blue")
+
+
+def test_an_attribute_checkpoint_without_the_prior_is_refused_with_the_reason(attr_checkpoint, tmp_path):
+    """Checkpoints saved before the prior was stored name what is missing and what to do."""
+    meta = read_meta(attr_checkpoint)
+    tensors = {k: v for k, v in load_tensors(attr_checkpoint).items() if not k.endswith("attribute_prior")}
+    keep = {k: meta[k] for k in ("kind", "twingan_version", "config", "progress", "model_config") if k in meta}
+    old = save_checkpoint(tmp_path / "old.safetensors", tensors, keep)
+    with pytest.raises(CheckpointError, match="attribute_prior.*attribute prior.*retrain"):
+        Translator.load(old, device="cpu")
+
+
+def test_attribute_walk_blends_the_seeds_conditions(attr_checkpoint):
+    model = Translator.load(attr_checkpoint, device="cpu").model
+    model.attribute_prior[1] = torch.tensor([0.5, 0.5])
+    seeds = next([a, b] for a in range(50) for b in range(50)  # two seeds that drew different hair
+                 if seed_labels(model, a, 1, "anime")[0, 0] != seed_labels(model, b, 1, "anime")[0, 0])
+    steps = 4
+    cond = walk_condition(model, seeds, steps, "anime")
+    first, last = (seed_condition(model, s, 1, "anime")[0] for s in seeds)
+    assert torch.equal(cond[0], first) and torch.equal(cond[-1], last)
+    torch.testing.assert_close(cond[2], 0.5 * (first + last))
+    frames = latent_walk(model, seeds, steps, "anime")
+    for k, seed in enumerate(seeds):
+        assert np.array_equal(pixels(frames[k * steps]), pixels(generate_images(model, 1, "anime", seed)[0]))
+    assert seed_condition(Translator.load(attr_checkpoint).model, 0, 2, "anime").shape == (2, 2)
+    assert walk_condition(TwinGAN(ModelConfig(resolution=16, max_channels=8, fmap_base=32, noise_dim=8)),
+                          [0, 1], 2, "anime") is None
 
 
 # ---- the CLI -----------------------------------------------------------------------------------

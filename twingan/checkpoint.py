@@ -175,7 +175,13 @@ def _load_state_strict(module: torch.nn.Module, state: dict[str, torch.Tensor], 
             details.append(f"unexpected {len(unexpected)} (e.g. {unexpected[:3]})")
         if wrong_shape:
             details.append(f"wrong shape for {wrong_shape[:3]}")
-        raise CheckpointError(f"{path}: '{what}' weights do not match the stored architecture: " + "; ".join(details))
+        hint = ""
+        if missing == ["attribute_prior"]:
+            hint = (" (saved before twingan stored the training labels' attribute prior, from which generation "
+                    "draws the attributes nobody names: retrain with this version)")
+        raise CheckpointError(
+            f"{path}: '{what}' weights do not match the stored architecture: " + "; ".join(details) + hint
+        )
     module.load_state_dict(state, strict=True)
 
 

@@ -15,8 +15,16 @@ is bit-identical whatever ``n``, and a walk's key frames are bit-identical to th
 seeds' images. Another batch size or device gives the same faces up to float
 rounding (~1e-5, at most one grey level in a few pixels).
 
+Attributes: a model trained with attributes draws each attribute the caller does
+not name from the training faces' prior (:meth:`TwinGAN.sample_labels`), so its
+unconditioned faces show hair and eye colours as often as the training set does.
+Those labels come from a second generator seeded by the seed (its own stream, row
+after row), so a seed's noise is the same with or without attributes, and naming
+one attribute (``hair=blue``) leaves the others the seed drew.
+
 A latent walk interpolates spherically (slerp) between the noise of consecutive
-seeds: its first frame is exactly seed[0]'s image, its last exactly seed[-1]'s.
+seeds and linearly between their conditions: its first frame is exactly seed[0]'s
+image, its last exactly seed[-1]'s.
 
 Everything runs in eval mode without gradients; a model given in training mode
 is put back in training mode afterwards.
@@ -45,6 +53,8 @@ NO_GENERATION = (
 )
 
 Attrs = Union[None, str, Sequence[str], Mapping[str, str]]
+LABEL_STREAM = 1 << 62
+"""Offset of the attribute labels' generator seed from the noise's (two streams of one seed)."""
 
 
 def as_model(translator_or_model) -> TwinGAN:
@@ -99,16 +109,54 @@ def slerp(z0: torch.Tensor, z1: torch.Tensor, t: float) -> torch.Tensor:
 
 def walk_noise(model: TwinGAN, seeds: Sequence[int], steps: int) -> torch.Tensor:
     """(steps * (len(seeds) - 1) + 1, noise_dim) CPU noise: ``steps`` frames from each seed to the next, then the last."""
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2:
-        raise ConfigError(f"a walk needs at least 2 seeds, got {len(seeds)}")
-    if steps < 2:
-        raise ConfigError(f"a walk needs at least 2 steps between seeds, got {steps}")
+    seeds = _walk_seeds(seeds, steps)
     keys = [seed_noise(model, s, 1)[0] for s in seeds]
     frames = []
     for z0, z1 in zip(keys[:-1], keys[1:]):
         frames += [slerp(z0, z1, k / steps) for k in range(steps)]
     frames.append(keys[-1].clone())
+    return torch.stack(frames)
+
+
+def _walk_seeds(seeds: Sequence[int], steps: int) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if len(seeds) < 2:
+        raise ConfigError(f"a walk needs at least 2 seeds, got {len(seeds)}")
+    if steps < 2:
+        raise ConfigError(f"a walk needs at least 2 steps between seeds, got {steps}")
+    return seeds
+
+
+def seed_labels(model: TwinGAN, seed: int, n: int, domain: str, attrs: Attrs = None) -> torch.Tensor | None:
+    """(n, groups) attribute labels of the seed's ``n`` images: ``attrs`` where named, the rest drawn from
+    ``domain``'s prior (row i the same for every n >= i + 1); None for a model without attributes."""
+    named = attribute_labels(model, attrs)
+    if not model.attribute_schema:
+        return None
+    labels = model.sample_labels(n, domain, torch.Generator().manual_seed((int(seed) + LABEL_STREAM) % 2**64))
+    if named is not None:
+        fixed = torch.tensor(named, dtype=torch.long)
+        labels = torch.where(fixed >= 0, fixed, labels)
+    return labels
+
+
+def seed_condition(model: TwinGAN, seed: int, n: int, domain: str, attrs: Attrs = None) -> torch.Tensor | None:
+    """(n, condition dim) CPU condition of the seed's ``n`` images (see :func:`seed_labels`); None when the
+    model takes none. A style encoder's part is zero: faces drawn from noise take no reference."""
+    check_model_domain(model, domain)
+    return model.condition(n, labels=seed_labels(model, seed, n, domain, attrs), device="cpu")
+
+
+def walk_condition(model: TwinGAN, seeds: Sequence[int], steps: int, domain: str, attrs: Attrs = None
+                   ) -> torch.Tensor | None:
+    """The conditions of :func:`walk_noise`'s frames: each seed's, blended linearly to the next seed's."""
+    keys = [seed_condition(model, s, 1, domain, attrs) for s in _walk_seeds(seeds, steps)]
+    if keys[0] is None:
+        return None
+    frames = []
+    for c0, c1 in zip(keys[:-1], keys[1:]):
+        frames += [torch.lerp(c0[0], c1[0], k / steps) for k in range(steps)]
+    frames.append(keys[-1][0].clone())
     return torch.stack(frames)
 
 
@@ -124,30 +172,37 @@ def _eval_mode(model: TwinGAN) -> Iterator[None]:
 
 
 def generate_tensor(
-    translator_or_model, z: torch.Tensor, domain: str, attrs: Attrs = None, batch_size: int = DEFAULT_BATCH_SIZE,
-    progress: bool = False, desc: str = "generating",
+    translator_or_model, z: torch.Tensor, domain: str, cond: torch.Tensor | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE, progress: bool = False, desc: str = "generating",
 ) -> torch.Tensor:
-    """Noise (N, noise_dim) -> float32 (N, 3, R, R) images on the CPU, unclamped model output."""
+    """Noise (N, noise_dim) and condition (N, condition dim) -> float32 (N, 3, R, R) images on the CPU,
+    unclamped model output. ``cond``: from :func:`seed_condition` / :func:`walk_condition`; None for a model
+    that takes none (for one that does, None is the zero condition: no attribute named, nothing drawn)."""
     model = as_model(translator_or_model)
     check_generation(model)
     check_model_domain(model, domain)
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
-    labels = attribute_labels(model, attrs)
+    if cond is None:
+        cond = model.condition(len(z), device="cpu")
+    if cond is not None and len(cond) != len(z):
+        raise ValueError(f"{len(cond)} conditions for {len(z)} noise vectors")
     device = next(model.parameters()).device
     res = model.resolution
     outputs = []
     with _eval_mode(model), progress_bar(total=len(z), desc=desc, unit="img", disable=not progress) as bar:
-        for chunk in z.split(batch_size):
-            rows = len(chunk)
-            if rows < batch_size:  # every pass has batch_size rows: see the module docstring
-                chunk = torch.cat([chunk, chunk[-1:].expand(batch_size - rows, -1)])
-            chunk = chunk.to(device)
-            label_rows = None if labels is None else torch.tensor([labels] * len(chunk), dtype=torch.long)
-            cond = model.condition(len(chunk), labels=label_rows, device=device)
-            outputs.append(model.generate(chunk, domain, cond)[:rows].float().cpu())
+        for start in range(0, len(z), batch_size):
+            chunk = _padded(z[start : start + batch_size], batch_size).to(device)
+            chunk_cond = None if cond is None else _padded(cond[start : start + batch_size], batch_size).to(device)
+            rows = min(batch_size, len(z) - start)
+            outputs.append(model.generate(chunk, domain, chunk_cond)[:rows].float().cpu())
             bar.update(rows)
     return torch.cat(outputs) if outputs else torch.zeros(0, 3, res, res)
+
+
+def _padded(rows: torch.Tensor, size: int) -> torch.Tensor:
+    """Every pass has ``size`` rows (see the module docstring): repeat the last row."""
+    return rows if len(rows) == size else torch.cat([rows, rows[-1:].expand(size - len(rows), -1)])
 
 
 def generate_images(
@@ -156,14 +211,16 @@ def generate_images(
 ) -> list[Image.Image]:
     """``n`` new faces of ``domain`` from the noise of ``seed`` (RGB PIL images at the model resolution).
 
-    ``attrs``: attribute values to condition on, e.g. ``["hair=blue"]`` (models trained with attributes).
+    ``attrs``: attribute values to condition on, e.g. ``["hair=blue"]`` (models trained with attributes);
+    the attributes not named are drawn from the training prior.
     """
     model = as_model(translator_or_model)
     check_generation(model)
     if n < 1:
         raise ConfigError(f"the number of images must be at least 1, got {n}")
     z = seed_noise(model, seed, n)
-    return [tensor_to_pil(t) for t in generate_tensor(model, z, domain, attrs, batch_size, progress)]
+    cond = seed_condition(model, seed, n, domain, attrs)
+    return [tensor_to_pil(t) for t in generate_tensor(model, z, domain, cond, batch_size, progress)]
 
 
 def latent_walk(
@@ -177,7 +234,8 @@ def latent_walk(
     model = as_model(model)
     check_generation(model)
     z = walk_noise(model, seeds, steps)
-    return [tensor_to_pil(t) for t in generate_tensor(model, z, domain, attrs, batch_size, progress, "walk")]
+    cond = walk_condition(model, seeds, steps, domain, attrs)
+    return [tensor_to_pil(t) for t in generate_tensor(model, z, domain, cond, batch_size, progress, "walk")]
 
 
 def image_grid(images: Sequence[Image.Image], cols: int | None = None, pad: int = 2,

@@ -20,6 +20,10 @@ and a resumed run draws exactly what an uninterrupted one would.
 - Attributes: the targets of images rendered into d are the labels of d's batch
   rolled by one (realistic combinations), each group kept with probability
   ``keep_probability`` and otherwise -1: "leave this attribute as the source has it".
+  Faces drawn from noise take the same targets with rows paired (row 2k+1 repeats
+  row 2k's), so the mode-seeking term, which compares rows 2k and 2k+1, compares
+  two noises under one condition: two different conditions would already draw two
+  different faces and leave each condition free to collapse to one face.
 """
 from __future__ import annotations
 
@@ -57,6 +61,13 @@ class StepInputs:
     @property
     def num_domains(self) -> int:
         return len(self.reals)
+
+    def generation_targets(self, domain: int) -> torch.Tensor | None:
+        """The attribute targets of faces drawn from noise for ``domain``: its targets, rows paired (2k+1 = 2k)."""
+        target = self.targets[domain] if self.targets is not None else None
+        if target is None:
+            return None
+        return target[torch.arange(target.shape[0], device=target.device) // 2 * 2]
 
 
 def draw_inputs(
@@ -148,9 +159,8 @@ def own_condition(
 
 
 def generation_condition(model: TwinGAN, inputs: StepInputs, domain: int) -> torch.Tensor | None:
-    """Generated faces are conditioned on the attribute targets only (no reference)."""
-    targets = inputs.targets[domain] if inputs.targets is not None else None
-    return model.condition(inputs.reals[domain].shape[0], labels=targets)
+    """Generated faces are conditioned on the attribute targets only (no reference), rows paired."""
+    return model.condition(inputs.reals[domain].shape[0], labels=inputs.generation_targets(domain))
 
 
 def classification_targets(
@@ -160,12 +170,14 @@ def classification_targets(
 
     A named target group must show its target; a group left at -1 must show the
     reference's label on a reference-guided row and keep the source's on a plain one
-    (unknown when that image has no labels). ``source`` None: generated (targets only).
+    (unknown when that image has no labels). ``source`` None: generated (its paired targets only).
     """
     if inputs.targets is None:
         return None
+    if source is None:
+        return inputs.generation_targets(domain)
     target = inputs.targets[domain]
-    if target is None or source is None:
+    if target is None:
         return target
     unknown = torch.full_like(target, -1)
     own = inputs.labels[source].to(target.device) if inputs.labels[source] is not None else unknown

@@ -31,6 +31,10 @@ first :data:`SEEDS` seeds (image 0 of each, as ``twingan generate --seed S`` dra
 * ``gen_attr_hair_acc`` (models with a ``hair`` attribute of synthetic hair
   colours): seed i asked for the i-th colour of the group (cycling) has that colour.
 
+A model trained with attributes draws the attributes nobody names from its training
+prior, as ``twingan generate`` does, so the colour distances score the model as
+users draw from it; ``gen_attr_hair_acc`` names the hair and leaves the rest drawn.
+
 The judges are fitted once per dataset, style and resolution in a process and
 never advance a caller's random streams.
 """
@@ -40,6 +44,7 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -174,13 +179,13 @@ def distinct_share(images: torch.Tensor, threshold: float) -> float:
 
 def generation_scores(model: TwinGAN, root: str | Path, domain: str, style: str, batch_size: int = 64) -> dict[str, float]:
     """The scores of the module docstring for ``model`` drawing ``domain``, trained on the synthetic ``style``."""
-    from twingan.inference.generation import generate_tensor, seed_noise, walk_noise
+    from twingan.inference.generation import generate_tensor, seed_noise, walk_condition, walk_noise
 
     root = str(Path(root).resolve())
     resolution = model.resolution
     faces = _cached_faces(root, style, resolution)
     z = torch.cat([seed_noise(model, seed, 1) for seed in range(SEEDS)])
-    generated = generate_tensor(model, z, domain, batch_size=batch_size).clamp(-1, 1)
+    generated = generate_tensor(model, z, domain, _conditions(model, domain), batch_size).clamp(-1, 1)
     judge = eye_judge(root, style, resolution)
     scores = {
         "gen_hair_tv": total_variation(hair_colours_of(generated, style), hair_colours_of(faces.images, style),
@@ -189,7 +194,8 @@ def generation_scores(model: TwinGAN, root: str | Path, domain: str, style: str,
         "gen_distinct": distinct_share(generated, distinct_threshold(faces.images)),
         "gen_realism": float((realism_judge(root, style, resolution).logits(generated).squeeze(1) > 0).float().mean()),
     }
-    frames = generate_tensor(model, walk_noise(model, WALK_SEEDS, WALK_STEPS), domain, batch_size=batch_size)
+    frames = generate_tensor(model, walk_noise(model, WALK_SEEDS, WALK_STEPS), domain,
+                             walk_condition(model, WALK_SEEDS, WALK_STEPS, domain), batch_size)
     steps = (frames[1:] - frames[:-1]).abs().flatten(1).mean(dim=1) / 2.0
     scores["gen_walk_max_step"] = float(steps.max())
     scores["gen_walk_jump"] = float(steps.max() / steps.mean().clamp_min(1e-12))
@@ -199,7 +205,17 @@ def generation_scores(model: TwinGAN, root: str | Path, domain: str, style: str,
         for k, value in enumerate(hair_values):
             seeds = z[k::len(hair_values)]
             if len(seeds):
-                drawn = generate_tensor(model, seeds, domain, attrs={HAIR_GROUP: value}, batch_size=batch_size)
+                cond = _conditions(model, domain, range(k, SEEDS, len(hair_values)), {HAIR_GROUP: value})
+                drawn = generate_tensor(model, seeds, domain, cond, batch_size)
                 hits += int((hair_colours_of(drawn.clamp(-1, 1), style) == HAIR_COLOUR_NAMES.index(value)).sum())
         scores["gen_attr_hair_acc"] = hits / SEEDS
     return scores
+
+
+def _conditions(model: TwinGAN, domain: str, seeds: Iterable[int] = range(SEEDS), attrs: dict[str, str] | None = None
+                ) -> torch.Tensor | None:
+    """The condition of each seed's image as ``twingan generate --seed S`` draws it (attributes from the prior)."""
+    from twingan.inference.generation import seed_condition
+
+    rows = [seed_condition(model, seed, 1, domain, attrs) for seed in seeds]
+    return None if rows[0] is None else torch.cat(rows)

@@ -50,6 +50,8 @@ class TwinGAN(nn.Module):
         latent_shape = (cfg.num_domains, self.encoder.latent_channels, 4, 4)
         self.register_buffer("latent_mean", torch.zeros(latent_shape))
         self.register_buffer("latent_std", torch.ones(latent_shape))
+        if self.attribute_schema:
+            self.register_buffer("attribute_prior", self._uniform_prior().repeat(cfg.num_domains, 1))
 
     @property
     def domains(self) -> tuple[str, ...]:
@@ -143,6 +145,45 @@ class TwinGAN(nn.Module):
         if cond.shape[0] != n:
             raise ValueError(f"condition for {n} images has {cond.shape[0]} rows")
         return cond
+
+    def _uniform_prior(self) -> torch.Tensor:
+        """(attribute dim,) every value of a group equally likely."""
+        return torch.cat([torch.full((len(v),), 1.0 / len(v)) for v in self.attribute_schema.groups.values()])
+
+    def set_attribute_prior(self, domain: Domain, labels: torch.Tensor) -> None:
+        """Store how often each attribute value occurs among ``domain``'s training labels ((N, groups), -1 unknown).
+
+        Faces drawn from noise take their unnamed attributes from this prior (see :meth:`sample_labels`),
+        so that they show the attributes as often as the training faces do. A group without a known label
+        keeps an even prior.
+        """
+        self._require_attributes()
+        d = self.domain_index(domain)
+        if labels.dim() != 2 or labels.shape[1] != len(self.attribute_schema):
+            raise ValueError(f"expected labels of shape (N, {len(self.attribute_schema)}), got {tuple(labels.shape)}")
+        prior = self._uniform_prior()
+        for g, (offset, values) in enumerate(zip(self.attribute_schema.offsets, self.attribute_schema.groups.values())):
+            column = labels[:, g].long().cpu()
+            if column.max() >= len(values):
+                raise ValueError(f"attribute {self.attribute_schema.names[g]!r} has {len(values)} values, got label "
+                                 f"{int(column.max())}")
+            counts = torch.bincount(column[column >= 0], minlength=len(values)).double()
+            if counts.sum() > 0:
+                prior[offset : offset + len(values)] = (counts / counts.sum()).float()
+        self.attribute_prior[d].copy_(prior)
+
+    def sample_labels(self, n: int, domain: Domain, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, groups) CPU labels, each group drawn from ``domain``'s attribute prior, row after row (row i
+        depends on the generator's state only, not on ``n``)."""
+        self._require_attributes()
+        prior = self.attribute_prior[self.domain_index(domain)].detach().double().cpu()
+        blocks = [prior[o : o + len(v)] for o, v in zip(self.attribute_schema.offsets, self.attribute_schema.groups.values())]
+        rows = [torch.cat([torch.multinomial(b, 1, generator=generator) for b in blocks]) for _ in range(n)]
+        return torch.stack(rows) if rows else torch.zeros(0, len(blocks), dtype=torch.long)
+
+    def _require_attributes(self) -> None:
+        if not self.attribute_schema:
+            raise ValueError("this model was trained without attributes (model.attributes is empty)")
 
     @staticmethod
     def _require(part: nn.Module | None, what: str, setting: str) -> None:

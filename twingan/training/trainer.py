@@ -65,6 +65,9 @@ class Trainer:
         torch.manual_seed(self.seed)
         self.model = TwinGAN(self.model_cfg).to(self.device)
         self.discs = Discriminators(self.model_cfg).to(self.device)
+        for d, matrix in enumerate(self.labels or []):
+            if matrix is not None:
+                self.model.set_attribute_prior(d, torch.from_numpy(matrix))
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
             self.discs.to(memory_format=torch.channels_last)
