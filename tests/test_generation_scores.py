@@ -93,3 +93,31 @@ def test_eval_scores_generation_of_a_trained_checkpoint(tmp_path, judged_root):
             assert scores[f"{style}/gen_walk_jump"] >= 1.0 and scores[f"{style}/gen_walk_max_step"] > 0
         assert "photo2anime/l1" in scores
     assert not any("gen_" in k for k in result["scores"]["pixels"])
+
+
+def test_one_condition_distinctness_sees_a_generator_that_ignores_its_noise(tmp_path, judged_root):
+    """With attributes drawn from the prior, faces differ by their colours alone; asking 64 seeds for one
+    condition shows a generator whose noise does nothing as what it is: one face."""
+    from helpers import tiny_run_overrides
+    from twingan.checkpoint import load_translator
+    from twingan.metrics.generation_scores import ONE_CONDITION_SEEDS, generation_scores
+    from twingan.training import train
+
+    attributes = "model.attributes={hair:[" + ",".join(HAIR_COLOUR_NAMES) + "],eyes:[" + ",".join(EYE_COLOUR_NAMES) + "]}"
+    overrides = tiny_run_overrides(judged_root, tmp_path / "run", "model.noise_dim=8", attributes, "train.max_images=16")
+    overrides = [o for o in overrides if not o.startswith("data.synthetic.") or o.startswith("data.synthetic.root")]
+    model, _ = load_translator(train([*overrides, "data.synthetic.n_train=200", "data.synthetic.n_test=40",
+                                      "data.synthetic.size=16", "data.synthetic.seed=3"]))
+    scores = generation_scores(model, judged_root, "anime", "anime")
+    assert {"gen_distinct_one_condition", "gen_attr_hair_acc"} <= set(scores)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if ".modulation." in name:  # conditions that visibly change the faces
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.5)
+        last = model.mapping.net[-1]
+        last.weight.zero_()  # the latent no longer depends on the noise
+        last.bias.copy_(torch.randn(last.bias.shape, generator=gen))
+    collapsed = generation_scores(model, judged_root, "anime", "anime")
+    assert collapsed["gen_distinct_one_condition"] == 1 / ONE_CONDITION_SEEDS
+    assert collapsed["gen_distinct"] > 4 / SEEDS  # the drawn colours alone make several "distinct" faces
