@@ -293,10 +293,31 @@ def test_cli_interpolate_writes_strip_and_gif(gen_checkpoint, tmp_path):
 
 
 def test_cli_attr(attr_checkpoint, tmp_path):
-    black, blonde = tmp_path / "black", tmp_path / "blonde"
+    import csv
+
+    black, blonde, drawn = tmp_path / "black", tmp_path / "blonde", tmp_path / "drawn"
     assert cli(attr_checkpoint, "--domain", "anime", "--n", 2, "--out", black, "--attr", "hair=black") == 0
     assert cli(attr_checkpoint, "--domain", "anime", "--n", 2, "--out", blonde, "--attr", "hair=blonde") == 0
     assert not np.array_equal(pixels(black / "seed0_0000.png"), pixels(blonde / "seed0_0000.png"))
+    assert (black / "seed0_labels.csv").read_text() == "file,hair\nseed0_0000.png,black\nseed0_0001.png,black\n"
+    # without --attr: each face's hair is drawn from the prior, and the CSV says which (the labels.csv format)
+    assert cli(attr_checkpoint, "--domain", "anime", "--n", 12, "--seed", 4, "--out", drawn) == 0
+    with open(drawn / "seed4_labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    model = Translator.load(attr_checkpoint, device="cpu").model
+    assert [r["hair"] for r in rows] == [("black", "blonde")[v] for v in seed_labels(model, 4, 12, "anime")[:, 0]]
+    assert {r["hair"] for r in rows} == {"black", "blonde"} and rows[3]["file"] == "seed4_0003.png"
+    for r in rows[:2]:
+        named = generate_images(model, 2, "anime", 4, attrs={"hair": r["hair"]})[int(r["file"][6:10])]
+        assert np.array_equal(pixels(drawn / r["file"]), pixels(named))
+    only_csv = tmp_path / "only_csv"  # the CSV is an output too: refused unless --overwrite, nothing written
+    only_csv.mkdir()
+    (only_csv / "seed4_labels.csv").write_text("keep me")
+    assert cli(attr_checkpoint, "--domain", "anime", "--n", 1, "--seed", 4, "--out", only_csv) != 0
+    assert [p.name for p in only_csv.iterdir()] == ["seed4_labels.csv"]
+    assert (only_csv / "seed4_labels.csv").read_text() == "keep me"
+    assert cli(attr_checkpoint, "--domain", "anime", "--n", 1, "--seed", 4, "--out", only_csv, "--overwrite") == 0
+    assert (only_csv / "seed4_labels.csv").read_text().startswith("file,hair\nseed4_0000.png,")
 
 
 @pytest.mark.parametrize(

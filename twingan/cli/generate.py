@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         description="Draw new faces of one domain from noise with a checkpoint that has a mapping network "
         "(trained with experiment=generate_anime or model.noise_dim>0); EMA weights by default. Writes "
-        "OUT/seed<S>_0000.png ... and OUT/grid.png. The images are deterministic: image i of --seed S is the same "
+        "OUT/seed<S>_0000.png ... and OUT/grid.png (and, for a model trained with attributes, OUT/seed<S>_labels.csv: "
+        "the attributes each face was drawn with, those not named by --attr from the training labels' prior). The images are deterministic: image i of --seed S is the same "
         "face whatever --n, --batch-size and the device. With --interpolate --seeds A B C: a spherical walk "
         "through the seeds' noise (--steps frames from each seed to the next, plus the last), written as "
         "OUT/walk_strip.png and an animated, looping OUT/walk.gif; the walk's first and last frames are the first "
@@ -33,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"noise seed (default {DEFAULT_SEED}; not with --interpolate, which takes --seeds)")
     parser.add_argument("--attr", action="append", default=[], metavar="NAME=VALUE",
                         help="condition on an attribute value, e.g. --attr hair=blue (repeat, or comma-join; "
-                        "checkpoints trained with model.attributes)")
+                        "checkpoints trained with model.attributes, which draw the attributes not named from the "
+                        "training labels' prior)")
     parser.add_argument("--interpolate", action="store_true",
                         help="write a latent walk through --seeds instead of a set of images")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, metavar="SEED",
@@ -99,8 +101,9 @@ def run(args: argparse.Namespace) -> int:
     from twingan.inference import Translator
     from twingan.inference.translator import check_model_domain
     from twingan.inference.generation import (
-        attribute_labels, check_generation, generate_images, image_grid, latent_walk, walk_strip,
+        attribute_labels, check_generation, generate_images, image_grid, latent_walk, seed_labels, walk_strip,
     )
+    from twingan.utils.atomic import atomic_write_text
 
     _check_options(args)
     paths = output_paths(args)
@@ -121,9 +124,26 @@ def run(args: argparse.Namespace) -> int:
                    optimize=False, disposal=1)
         print(f"{len(frames)} frames through seeds {' '.join(map(str, args.seeds))}: {strip_path}, {gif_path}")
         return 0
+    labels_path = args.out / f"seed{args.seed}_labels.csv"
+    if model.attribute_schema and not args.overwrite:
+        _refuse_existing([labels_path])
     images = generate_images(model, args.n, args.domain, args.seed, args.attr, args.batch_size, progress)
     for img, path in zip(images, paths):
         save_image(img, path)
     save_image(image_grid(images, args.grid_cols), paths[-1])
-    print(f"{len(images)} {args.domain} faces of seed {args.seed} in {args.out} (and {paths[-1].name})")
+    extra = paths[-1].name
+    if model.attribute_schema:
+        atomic_write_text(labels_path, _labels_csv(model, paths[:-1], seed_labels(
+            model, args.seed, args.n, args.domain, args.attr)))
+        extra += f", {labels_path.name}: the attributes each face was drawn with"
+    print(f"{len(images)} {args.domain} faces of seed {args.seed} in {args.out} (and {extra})")
     return 0
+
+
+def _labels_csv(model, paths: list[Path], labels) -> str:
+    """``file,<group>,...`` rows (the labels.csv format training reads) of the images and their drawn attributes."""
+    schema = model.attribute_schema
+    rows = [",".join(["file", *schema.names])]
+    for path, label in zip(paths, labels.tolist()):
+        rows.append(",".join([path.name, *(values[v] for values, v in zip(schema.groups.values(), label))]))
+    return "\n".join(rows) + "\n"
