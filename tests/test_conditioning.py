@@ -253,11 +253,16 @@ def test_generate_anime_experiment_trains_one_domain_from_noise(synthetic_root, 
     checkpoint = train(overrides)
     records = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     losses = [r for r in records if "g_gen" in r]
-    # reconstruction weight 0 in this experiment: the generation loss and the mode-seeking term (weight 10) only
-    assert losses and all(r["g_total"] == pytest.approx(r["g_gen"] + 10.0 * r["g_mode_seeking"]) for r in losses)
+    # reconstruction weight 0 in this experiment: the generation loss, the mode-seeking term (weight 5) and the
+    # hair/eye classification of the generated faces (weight 1; absent on a step whose targets name nothing) only
+    assert losses and all(
+        r["g_total"] == pytest.approx(r["g_gen"] + 5.0 * r["g_mode_seeking"] + r.get("g_attr", 0.0)) for r in losses
+    )
+    assert any("g_attr" in r for r in losses)
     assert all("g_adv" not in r for r in records)
     model, meta = load_translator(checkpoint)
     assert model.domains == ("anime",) and meta["model_config"]["noise_dim"] == 8
+    assert model.attribute_schema.names == ("hair", "eyes")
     with torch.no_grad():
         faces = model.generate(model.noise(3, torch.Generator().manual_seed(0)), "anime")
     assert faces.shape == (3, 3, 16, 16) and faces.std() > 0.05
@@ -323,3 +328,22 @@ def test_attribute_prior_counts_known_labels_and_sampling_follows_it():
         model.set_attribute_prior("anime", torch.tensor([[3, 0]]))
     with pytest.raises(ValueError, match="without attributes"):
         TwinGAN(tiny_cfg(noise_dim=8)).sample_labels(1, "anime")
+
+
+def test_generate_anime_on_unlabelled_images_says_how_to_go_without_attributes(tmp_path):
+    """The experiment conditions on hair/eye labels; a folder without labels.csv gets told its two ways out."""
+    from PIL import Image
+
+    from twingan.errors import ConfigError
+    from twingan.training import Trainer, compose_config
+
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(4):
+        Image.new("RGB", (32, 32), (40 * i, 90, 200)).save(folder / f"{i}.png")
+    overrides = ["experiment=generate_anime", "data.synthetic=null", f"data.domains.anime.root={folder}",
+                 f"run_dir={tmp_path / 'run'}", "data.domains.anime.profile=none"]
+    with pytest.raises(ConfigError, match=r"no dataset has labels.*labels\.csv.*model\.attributes=null"):
+        Trainer(compose_config(overrides))
+    trainer = Trainer(compose_config([*overrides, "model.attributes=null"]))
+    assert not trainer.model.attribute_schema and trainer.labels is None

@@ -108,7 +108,8 @@ class Trainer:
         if all(m is None for m in matrices):
             raise ConfigError(
                 f"model.attributes names {list(schema.names)} but no dataset has labels for them; put a labels.csv "
-                "(file,<attribute>,...) beside a folder dataset or use CelebA's list_attr_celeba.txt"
+                "(file,<attribute>,...) beside a folder dataset, use CelebA's list_attr_celeba.txt, or train "
+                "without attributes (model.attributes=null)"
             )
         return matrices
 
