@@ -6,13 +6,19 @@ One value changed on purpose: the diversity term. The old objective computed it 
 translation of the step only (into the first domain, from the second), so with human/anime the translations
 into anime never had it. It is now the mean over every guided translation; the pinned value is that first
 translation's, and the total differs from the pinned one by the term's weight times the change.
+
+Faces drawn from noise now take their attribute targets with rows paired (2k+1 = 2k) so that mode seeking
+compares two noises under one condition. The pinned step switches the pairing off (the targets as drawn, what
+the objective used when the values were pinned), so every other value stays pinned;
+``test_paired_generation_changes_only_what_generation_feeds`` checks the paired step against a reference.
 """
 import pytest
 import torch
 import torch.nn.functional as F
 
 from twingan.losses import LossWeights, TranslationLosses, build_objective, draw_inputs
-from twingan.losses.conditioning import references, styled_rows, translation_condition
+from twingan.losses.conditioning import StepInputs, references, styled_rows, translation_condition
+from twingan.losses.terms import mode_seeking
 from twingan.models import Discriminators, ModelConfig, TwinGAN
 
 SCHEMA = {"hair": ["black", "blonde", "blue"], "eyes": ["brown", "green"]}
@@ -67,8 +73,14 @@ def diversity_of_each_pair(model: TwinGAN, inputs) -> list[torch.Tensor]:
     return values
 
 
+def unpaired(self: StepInputs, domain: int):
+    """Generation targets as drawn, not paired: the objective when the values were pinned."""
+    return self.targets[domain] if self.targets is not None else None
+
+
 @pytest.mark.parametrize("objective", sorted(PINNED))
-def test_a_step_with_every_mode_on_computes_the_pinned_losses(objective):
+def test_a_step_with_every_mode_on_computes_the_pinned_losses(objective, monkeypatch):
+    monkeypatch.setattr(StepInputs, "generation_targets", unpaired)
     model, discs, inputs, losses = every_mode_step(objective)
     g_total, g_logs, rendered = losses.generator_step(model, discs, inputs)
     assert [len(r) for r in rendered] == [4, 4, 4]  # two translations, the reconstruction, a generated batch
@@ -83,3 +95,22 @@ def test_a_step_with_every_mode_on_computes_the_pinned_losses(objective):
         expected = pinned + diversity_change if key == "g_total" else pinned
         assert logs[key] == pytest.approx(expected, rel=2e-5, abs=1e-6), key
     assert g_total.item() == pytest.approx(logs["g_total"]) and d_total.item() == pytest.approx(logs["d_total"])
+
+
+def test_paired_generation_changes_only_what_generation_feeds(monkeypatch):
+    """With the rows paired, the mode-seeking term is MSGAN's ratio on faces drawn under the paired targets
+    (computed here from the model's parts); the terms that never see a generated face keep their pinned values."""
+    model, discs, inputs, losses = every_mode_step("dragan")
+    _, logs, _ = losses.generator_step(model, discs, inputs)
+    assert not torch.equal(inputs.targets[0][0], inputs.targets[0][1])  # so that pairing changes something
+    expected = []
+    with torch.no_grad():
+        for d in range(inputs.num_domains):
+            target = inputs.targets[d]
+            paired = None if target is None else target[[0, 0, 2, 2]]
+            faces = model.generate(inputs.noise[d], d, model.condition(4, labels=paired))
+            expected.append(mode_seeking(faces, inputs.noise[d]))
+    assert float(logs["g_mode_seeking"]) == pytest.approx(float(torch.stack(expected).mean()), rel=2e-5)
+    assert float(logs["g_mode_seeking"]) != pytest.approx(PINNED["dragan"]["g_mode_seeking"], rel=1e-3)
+    for key in ("g_recon", "g_semantic", "g_contrast", "g_cycle", "g_style", "g_recolour", "g_adv", "g_adv_recon"):
+        assert float(logs[key]) == pytest.approx(PINNED["dragan"][key], rel=2e-5, abs=1e-6), key
