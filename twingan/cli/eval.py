@@ -23,8 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "distinct face), gen_realism (share an independent judge takes for a real face of the style), "
         "gen_walk_max_step and gen_walk_jump (smoothness of a latent walk), with attributes (drawn from the "
         "training prior unless named) gen_distinct_one_condition (distinct share of 64 seeds asked for one "
-        "condition) and, with a hair attribute, gen_attr_hair_acc; a one-domain generation checkpoint gets only these. With --real SRC=DIR --target "
-        "DST=DIR: FID and KID between the translations of the SRC "
+        "condition) and, with a hair attribute, gen_attr_hair_acc; a one-domain generation checkpoint gets only "
+        "these. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
         "images and the real DST images, both at the model resolution (needs the Inception weights).",
     )
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a twingan .safetensors checkpoint")

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from twingan.errors import ConfigError
+
+if TYPE_CHECKING:  # the CLI starts without importing torch
+    import torch
+
+    from twingan.models import TwinGAN
 
 DEFAULT_N = 64
 DEFAULT_SEED = 0
@@ -18,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "generate",
         description="Draw new faces of one domain from noise with a checkpoint that has a mapping network "
         "(trained with experiment=generate_anime or model.noise_dim>0); EMA weights by default. Writes "
-        "OUT/seed<S>_0000.png ... and OUT/grid.png (and, for a model trained with attributes, OUT/seed<S>_labels.csv: "
-        "the attributes each face was drawn with, those not named by --attr from the training labels' prior). The images are deterministic: image i of --seed S is the same "
-        "face whatever --n, --batch-size and the device. With --interpolate --seeds A B C: a spherical walk "
+        "OUT/seed<S>_0000.png ... and OUT/grid.png (and, for a model trained with attributes, "
+        "OUT/seed<S>_labels.csv: the attributes each face was drawn with, those not named by --attr from the "
+        "training labels' prior). The images are deterministic: image i of --seed S is the same face "
+        "whatever --n, --batch-size and the device. With --interpolate --seeds A B C: a spherical walk "
         "through the seeds' noise (--steps frames from each seed to the next, plus the last), written as "
         "OUT/walk_strip.png and an animated, looping OUT/walk.gif; the walk's first and last frames are the first "
         "and last seeds' image 0. Existing outputs are refused unless --overwrite; files are written atomically.",
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _labels_csv(model, paths: list[Path], labels) -> str:
+def _labels_csv(model: TwinGAN, paths: list[Path], labels: torch.Tensor) -> str:
     """``file,<group>,...`` rows (the labels.csv format training reads) of the images and their drawn attributes."""
     schema = model.attribute_schema
     rows = [",".join(["file", *schema.names])]

@@ -25,8 +25,8 @@ A model with a mapping network (it draws faces from noise) also gets, per synthe
 style its domains were trained on, the generation rows of
 :mod:`twingan.metrics.generation_scores` (``STYLE/gen_hair_tv``, ``gen_eye_tv``,
 ``gen_distinct``, ``gen_realism``, ``gen_walk_max_step``, ``gen_walk_jump``,
-``gen_distinct_one_condition``, ``gen_attr_hair_acc``), for the trained and the untrained model; a one-domain
-generation model gets only those.
+``gen_distinct_one_condition``, ``gen_attr_hair_acc``), for the trained and the
+untrained model; a one-domain generation model gets only those.
 FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
 folder of real SRC images with a folder of real DST images
 (:mod:`twingan.metrics.translation_fid`).

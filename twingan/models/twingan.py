@@ -177,7 +177,8 @@ class TwinGAN(nn.Module):
         depends on the generator's state only, not on ``n``)."""
         self._require_attributes()
         prior = self.attribute_prior[self.domain_index(domain)].detach().double().cpu()
-        blocks = [prior[o : o + len(v)] for o, v in zip(self.attribute_schema.offsets, self.attribute_schema.groups.values())]
+        schema = self.attribute_schema
+        blocks = [prior[o : o + len(v)] for o, v in zip(schema.offsets, schema.groups.values())]
         rows = [torch.cat([torch.multinomial(b, 1, generator=generator) for b in blocks]) for _ in range(n)]
         return torch.stack(rows) if rows else torch.zeros(0, len(blocks), dtype=torch.long)
 
