@@ -159,26 +159,24 @@ class TwinGAN(nn.Module):
         """
         self._require_attributes()
         d = self.domain_index(domain)
-        if labels.dim() != 2 or labels.shape[1] != len(self.attribute_schema):
-            raise ValueError(f"expected labels of shape (N, {len(self.attribute_schema)}), got {tuple(labels.shape)}")
-        prior = self._uniform_prior()
-        for g, (offset, values) in enumerate(zip(self.attribute_schema.offsets, self.attribute_schema.groups.values())):
+        schema = self.attribute_schema
+        if labels.dim() != 2 or labels.shape[1] != len(schema):
+            raise ValueError(f"expected labels of shape (N, {len(schema)}), got {tuple(labels.shape)}")
+        blocks = []
+        for g, (name, values) in enumerate(schema.groups.items()):
             column = labels[:, g].long().cpu()
             if column.max() >= len(values):
-                raise ValueError(f"attribute {self.attribute_schema.names[g]!r} has {len(values)} values, got label "
-                                 f"{int(column.max())}")
+                raise ValueError(f"attribute {name!r} has {len(values)} values, got label {int(column.max())}")
             counts = torch.bincount(column[column >= 0], minlength=len(values)).double()
-            if counts.sum() > 0:
-                prior[offset : offset + len(values)] = (counts / counts.sum()).float()
-        self.attribute_prior[d].copy_(prior)
+            blocks.append(counts / counts.sum() if counts.sum() > 0 else torch.full((len(values),), 1.0 / len(values)))
+        self.attribute_prior[d].copy_(torch.cat(blocks).float())
 
     def sample_labels(self, n: int, domain: Domain, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, groups) CPU labels, each group drawn from ``domain``'s attribute prior, row after row (row i
         depends on the generator's state only, not on ``n``)."""
         self._require_attributes()
         prior = self.attribute_prior[self.domain_index(domain)].detach().double().cpu()
-        schema = self.attribute_schema
-        blocks = [prior[o : o + len(v)] for o, v in zip(schema.offsets, schema.groups.values())]
+        blocks = [block[0] for block in self.attribute_schema.split_logits(prior[None])]
         rows = [torch.cat([torch.multinomial(b, 1, generator=generator) for b in blocks]) for _ in range(n)]
         return torch.stack(rows) if rows else torch.zeros(0, len(blocks), dtype=torch.long)
 
