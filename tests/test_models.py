@@ -303,3 +303,45 @@ def test_checkpoints_that_record_the_retired_extra_key_still_load(tmp_path):
     odd = save_checkpoint(tmp_path / "odd.safetensors", tensors, {"model_config": {**cfg.to_dict(), "extra": {"x": 1}}})
     with pytest.raises(CheckpointError, match=r"invalid model_config in the checkpoint \(unknown model config keys: \['extra'\]"):
         load_translator(odd)
+
+
+def test_skips_stop_at_skip_max_resolution():
+    """With skip_max_resolution=16 the 32 and 64 px blocks take no skip: changing those skips changes nothing,
+    changing the 16 px skip does; the blocks above 16 px are built without skip channels."""
+    torch.manual_seed(0)
+    model = TwinGAN(tiny_config(64, skip_max_resolution=16)).eval()
+    randomize_norms(model)
+    latent, skips = model.encode(torch.randn(2, 3, 64, 64), 0)
+    out = model.decode(latent, skips, 1)
+    for res in (32, 64):
+        changed = {**skips, res: torch.randn_like(skips[res])}
+        assert torch.equal(model.decode(latent, changed, 1), out)
+        assert model.generator.blocks[str(res)].skip_channels == 0
+    changed = {**skips, 16: torch.randn_like(skips[16])}
+    assert not torch.allclose(model.decode(latent, changed, 1), out)
+    without_high = {r: s for r, s in skips.items() if r <= 16}
+    assert torch.equal(model.decode(latent, without_high, 1), out)
+    with pytest.raises(ValueError, match=r"skips missing for resolutions \[16\]"):
+        model.decode(latent, {8: skips[8]}, 1)
+
+
+def test_skip_max_resolution_4_is_a_plain_encoder_decoder():
+    model = TwinGAN(tiny_config(32, skip_max_resolution=4)).eval()
+    latent, skips = model.encode(torch.randn(2, 3, 32, 32), 0)
+    assert torch.equal(model.decode(latent, skips, 1), model.decode(latent, {}, 1))
+    assert all(model.generator.blocks[str(r)].skip_channels == 0 for r in (8, 16, 32))
+
+
+@pytest.mark.parametrize("bad", [3, 12, 0, -8])
+def test_skip_max_resolution_is_checked(bad):
+    with pytest.raises(ValueError, match="model.skip_max_resolution must be a power of two >= 4"):
+        tiny_config(32, skip_max_resolution=bad)
+
+
+def test_model_configs_without_skip_max_resolution_keep_every_skip():
+    """Checkpoints written before the setting existed have no such key: they load with skips everywhere."""
+    data = tiny_config(32).to_dict()
+    del data["skip_max_resolution"]
+    cfg = ModelConfig.from_dict(data)
+    assert cfg.skip_max_resolution is None and all(cfg.has_skip(r) for r in (8, 16, 32))
+    assert not cfg.has_skip(4)

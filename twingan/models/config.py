@@ -42,6 +42,7 @@ class ModelConfig:
     style_dim: int = 0
     style_resolution: int = 32
     attributes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    skip_max_resolution: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "domains", tuple(self.domains))
@@ -63,6 +64,13 @@ class ModelConfig:
             raise ValueError("model.mapping_layers and model.mapping_hidden must be >= 1")
         if self.style_resolution < 4 or not _is_power_of_two(self.style_resolution):
             raise ValueError(f"model.style_resolution must be a power of two >= 4, got {self.style_resolution}")
+        if self.skip_max_resolution is not None and (
+            self.skip_max_resolution < 4 or not _is_power_of_two(self.skip_max_resolution)
+        ):
+            raise ValueError(
+                f"model.skip_max_resolution must be a power of two >= 4 (4 = no skips) or null (skips at every "
+                f"resolution), got {self.skip_max_resolution}"
+            )
         attributes = {str(k): tuple(str(v) for v in vs) for k, vs in dict(self.attributes or {}).items()}
         object.__setattr__(self, "attributes", attributes)
         AttributeSchema(attributes)
@@ -84,6 +92,11 @@ class ModelConfig:
     def cond_dim(self) -> int:
         """Size of the vector that modulates the generator's normalisation: style code + attribute one-hots."""
         return self.style_dim + self.attribute_schema.dim
+
+    def has_skip(self, resolution: int) -> bool:
+        """Whether the generator block at ``resolution`` takes the encoder's skip (8 px and up, to
+        ``skip_max_resolution``)."""
+        return resolution > 4 and (self.skip_max_resolution is None or resolution <= self.skip_max_resolution)
 
     def channels(self, resolution: int) -> int:
         return channels_at(resolution, self.fmap_base, self.max_channels)

@@ -10,7 +10,8 @@ from twingan.models.layers import upsample2x
 
 
 class GeneratorBlock(nn.Module):
-    """At resolution r: upsample, concatenate the encoder's skip, two 3x3 units -> ch(r)."""
+    """At resolution r: upsample, concatenate the encoder's skip (when the block has one:
+    ``skip_channels`` > 0), two 3x3 units -> ch(r)."""
 
     def __init__(self, cfg: ModelConfig, in_channels: int, skip_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -22,6 +23,8 @@ class GeneratorBlock(nn.Module):
         stat_set: int = 0,
     ) -> torch.Tensor:
         up = upsample2x(h)
+        if self.skip_channels == 0:
+            return self.convs(up, domain, cond, stat_set)
         if skip is None:
             skip = up.new_zeros(up.shape[0], self.skip_channels, up.shape[2], up.shape[3])
         return self.convs(torch.cat([up, skip], dim=1), domain, cond, stat_set)
@@ -49,7 +52,8 @@ class Generator(ProgressiveMixin, nn.Module):
         self.blocks["4"] = DoubleConv(cfg, c4, c4, c4, conditioned=True)
         self.to_rgb["4"] = ToRGB(cfg, c4)
         for res in cfg.resolutions[1:]:
-            prev, skip = cfg.channels(res // 2), cfg.channels(res // 2)
+            prev = cfg.channels(res // 2)
+            skip = cfg.channels(res // 2) if cfg.has_skip(res) else 0
             self.blocks[str(res)] = GeneratorBlock(cfg, prev, skip, cfg.channels(res))
             self.to_rgb[str(res)] = ToRGB(cfg, cfg.channels(res))
         self.set_progress(cfg.resolution, 1.0)
@@ -64,7 +68,8 @@ class Generator(ProgressiveMixin, nn.Module):
         if latent.dim() != 4 or latent.shape[-2:] != (4, 4):
             raise ValueError(f"expected a (N, C, 4, 4) latent, got {tuple(latent.shape)}")
         if skips is not None:
-            missing = [r for r in range(8, self.resolution + 1) if r & (r - 1) == 0 and r not in skips]
+            missing = [r for r in range(8, self.resolution + 1)
+                       if r & (r - 1) == 0 and self.cfg.has_skip(r) and r not in skips]
             if missing:
                 raise ValueError(f"skips missing for resolutions {missing} (current resolution {self.resolution})")
         if cond is not None:
@@ -80,7 +85,7 @@ class Generator(ProgressiveMixin, nn.Module):
         while res < self.resolution:
             res *= 2
             prev = h
-            h = self.blocks[str(res)](h, None if skips is None else skips[res], domain, cond, stat_set)
+            h = self.blocks[str(res)](h, None if skips is None else skips.get(res), domain, cond, stat_set)
         image = self.to_rgb[str(res)](h)
         if res > 4 and self.alpha < 1.0:
             old = upsample2x(self.to_rgb[str(res // 2)](prev))
