@@ -166,8 +166,8 @@ def poison_generator_loss(monkeypatch, is_poisoned):
     original = TranslationLosses.generator_step
     calls = {"n": 0}
 
-    def patched(self, model, discs, reals):
-        total, logs, rendered = original(self, model, discs, reals)
+    def patched(self, model, discs, reals, generator=None):
+        total, logs, rendered = original(self, model, discs, reals, generator)
         calls["n"] += 1
         return (total * float("nan") if is_poisoned(calls["n"]) else total), logs, rendered
 

@@ -16,6 +16,7 @@ import torch
 
 from twingan.losses.conditioning import StepInputs, attribute_loss, draw_inputs
 from twingan.losses.context import StepContext, classifies_attributes, judged_renderings
+from twingan.losses.d_augment import AugmentedDiscriminators, DiffAugment
 from twingan.losses.gan import GANObjective
 from twingan.losses.terms import active_terms
 from twingan.losses.weights import LossWeights
@@ -63,33 +64,45 @@ class TranslationLosses:
 
     ``batch`` is a :class:`StepInputs` (from :func:`draw_inputs`) or simply the list of
     real batches ``reals[d]`` of every domain at the model's current resolution.
+    ``d_augment``: what every image the discriminators judge goes through, reals and fakes
+    alike, on both sides of the step (:mod:`twingan.losses.d_augment`); its draws come from
+    the ``generator`` each side is given.
     """
 
-    def __init__(self, objective: GANObjective, weights: LossWeights = LossWeights()) -> None:
+    def __init__(
+        self, objective: GANObjective, weights: LossWeights = LossWeights(), d_augment: DiffAugment | None = None
+    ) -> None:
         self.objective = objective
         self.weights = weights
+        self.d_augment = d_augment if d_augment else None
 
     def has_discriminator_terms(self, model: TwinGAN, num_domains: int) -> bool:
         """False when nothing is judged this step (one domain, no generation, below recon_adversarial_from)."""
         return any(judged_renderings(self.weights, model, num_domains))
 
-    def _context(self, model: TwinGAN, discriminators: Discriminators, batch: Batch) -> StepContext:
+    def _context(
+        self, model: TwinGAN, discriminators: Discriminators, batch: Batch, generator: torch.Generator | None = None
+    ) -> StepContext:
         inputs = batch if isinstance(batch, StepInputs) else draw_inputs(model, batch)
-        return StepContext(model, discriminators, self.objective, self.weights, inputs)
+        critics = discriminators
+        if self.d_augment is not None:
+            critics = AugmentedDiscriminators(discriminators, self.d_augment, generator)
+        return StepContext(model, critics, self.objective, self.weights, inputs)
 
     def generator_loss(
-        self, model: TwinGAN, discriminators: Discriminators, batch: Batch
+        self, model: TwinGAN, discriminators: Discriminators, batch: Batch, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The generator side's total loss and its parts for logging."""
-        total, logs, _ = self.generator_step(model, discriminators, batch)
+        total, logs, _ = self.generator_step(model, discriminators, batch, generator)
         return total, logs
 
     def generator_step(
-        self, model: TwinGAN, discriminators: Discriminators, batch: Batch
+        self, model: TwinGAN, discriminators: Discriminators, batch: Batch, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], Rendered]:
         """:meth:`generator_loss`, plus everything it rendered into each domain for the discriminators
-        (detached), so the discriminator step can judge the same images without rendering them again."""
-        ctx = self._context(model, discriminators, batch)
+        (detached), so the discriminator step can judge the same images without rendering them again.
+        ``generator``: the random stream of the discriminator augmentation (when there is one)."""
+        ctx = self._context(model, discriminators, batch, generator)
         total = ctx.inputs.reals[0].new_zeros(())
         logs: dict[str, torch.Tensor] = {}
         for term in active_terms(self.weights, model, ctx.num_domains):
@@ -116,7 +129,7 @@ class TranslationLosses:
         batch; rendered here (without gradients) when None. ``penalty_scale``: see
         :mod:`twingan.losses.gan` (0 on the steps lazy regularisation skips).
         """
-        ctx = self._context(model, discriminators, batch)
+        ctx = self._context(model, discriminators, batch, generator)
         if not any(ctx.judged):
             raise ValueError("nothing for the discriminators to judge in this configuration")
         fakes = rendered if rendered is not None else ctx.judged_images()

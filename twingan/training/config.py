@@ -16,6 +16,7 @@ import twingan
 from twingan.errors import ConfigError
 from twingan.faces.profiles import check_profile, resolve_profiles
 from twingan.losses import GANObjective, LossWeights, build_objective
+from twingan.losses.d_augment import DiffAugment
 from twingan.models import ModelConfig
 import twingan.training.validation as validation
 from twingan.training.schedule import ProgressiveSchedule
@@ -155,6 +156,16 @@ def check_choices(cfg: DictConfig) -> None:
         raise ConfigError("data.domains is empty: name at least one dataset per domain")
     for name, spec in cfg.data.domains.items():
         check_profile(spec.get("profile"), f"data.domains.{name}.profile")
+    discriminator_augment(cfg)
+
+
+def discriminator_augment(cfg: DictConfig) -> DiffAugment:
+    """``loss.d_augment``: what the discriminators' inputs go through (a ConfigError names a bad policy)."""
+    try:
+        policy = cfg.loss.get("d_augment")
+        return DiffAugment(list(policy) if OmegaConf.is_list(policy) else policy)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 RESUME_APPLIES = (
@@ -169,6 +180,14 @@ Everything else (model, losses, schedule, datasets, augmentation, seed) decides 
 weights, optimiser state and data position mean, so a resume refuses to change it."""
 
 
+ADDED_SETTINGS: dict[str, Any] = {
+    "model.skip_max_resolution": None,
+    "loss.d_augment": [],
+}
+"""Settings added after runs were recorded, each with the value that does what a run recorded without it did:
+a resume of such a run reads the missing key as that value."""
+
+
 def resume_changes(recorded: Mapping[str, Any], cfg: DictConfig, source: str) -> list[str]:
     """The settings of ``cfg`` that differ from the ``recorded`` config of the checkpoint being resumed.
 
@@ -178,7 +197,7 @@ def resume_changes(recorded: Mapping[str, Any], cfg: DictConfig, source: str) ->
     old, new = validation.flatten(recorded), validation.flatten(config_to_dict(cfg))
     applied = []
     for key in sorted(set(old) | set(new)):
-        before, after = old.get(key, "(unset)"), new.get(key, "(unset)")
+        before, after = old.get(key, ADDED_SETTINGS.get(key, "(unset)")), new.get(key, "(unset)")
         if before == after:
             continue
         if any(fnmatch.fnmatchcase(key, pattern) for pattern in RESUME_APPLIES):

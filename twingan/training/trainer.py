@@ -54,7 +54,7 @@ class Trainer:
             raise ConfigError(f"train.precision={self.precision} needs a CUDA device; use train.precision=fp32 on CPU")
         self.model_cfg = config_lib.model_config(cfg)
         self.objective, self.weights = config_lib.loss_settings(cfg)
-        self.losses = TranslationLosses(self.objective, self.weights)
+        self.losses = TranslationLosses(self.objective, self.weights, config_lib.discriminator_augment(cfg))
         self.schedule = config_lib.schedule(cfg, self.dist.world_size)
         self.folder = RunFolder(settings.run_dir)
         self.datasets = [build_domain_dataset(spec) for spec in config_lib.dataset_specs(cfg)]
@@ -272,7 +272,7 @@ class Trainer:
         self.discs.requires_grad_(False)
         try:
             with self._autocast():
-                g_loss, logs, rendered = self.losses.generator_step(self.model, self.discs, inputs)
+                g_loss, logs, rendered = self.losses.generator_step(self.model, self.discs, inputs, self.noise_rng)
             self._check_finite("the generator loss", g_loss)
             self._optimise(g_loss, self.model, self.opt_g, 0)
         finally:

@@ -20,13 +20,17 @@ FREE_FORM = ("data.domains.*", "model.attributes.*", "train.schedule.batch_size.
 """Subtrees whose keys are the user's to choose (domain names and their dataset options, attribute groups,
 resolutions); their contents are checked where they are used (the dataset builder, the attribute schema)."""
 
-NULLABLE = ("data.synthetic", "model.attributes", "train.ema.rampup", "data.domains.*.cache", "data.domains.*.profile")
+NULLABLE = ("data.synthetic", "model.attributes", "model.skip_max_resolution", "train.ema.rampup", "data.domains.*.cache", "data.domains.*.profile")
 """Settings that may be set to null although their default is not (see their comments in conf/)."""
+
+ANY_LENGTH_LISTS = ("loss.d_augment",)
+"""List settings of any length (their items are checked where they are read, e.g. losses.d_augment)."""
 
 NULL_DEFAULT_TYPES: dict[str, type] = {
     "run_dir": str,
     "resume": str,
     "model.d_max_channels": int,
+    "model.skip_max_resolution": int,
     "train.schedule.final_stable_images": int,
     "train.grad_clip": float,
     "train.cpu_threads": int,
@@ -140,6 +144,10 @@ def _check_type(key: str, value: Any, default: Any) -> None:
             raise ConfigError(f"{key}: expected a single value, not {_show(value)}")
         return
     if expected is list:
+        if _matches(key, ANY_LENGTH_LISTS):
+            if not isinstance(value, list):
+                raise ConfigError(f"{key}={_show(value)}: expected a list, e.g. {key}={_show(default)}")
+            return
         if not isinstance(value, list) or len(value) != len(default):
             raise ConfigError(f"{key}={_show(value)}: expected a list of {len(default)} values, e.g. {key}={_show(default)}")
         for i, (item, item_default) in enumerate(zip(value, default)):
