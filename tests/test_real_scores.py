@@ -119,7 +119,7 @@ def test_style_judge_passes_twins_and_fails_copies_and_noise(folders):
         assert scores["noise"][f"{pair}/style"] <= 0.1
         assert accuracy[pair] >= 0.9
     cached = list(folders["cache"]["dir"].glob("style-judge-*.safetensors"))
-    assert len(cached) == 2
+    assert len(cached) == 1, "one judge serves both directions"
     again: dict = {}
     style_rows(_sets(folders), _systems(sets), again)
     assert again["oracle"] == scores["oracle"] and again["copy"] == scores["copy"]
@@ -157,7 +157,9 @@ def test_round_trip_search_and_kid_tell_the_oracle_from_copies_and_noise(folders
         assert scores["oracle"][f"{pair}/kid_x100"] < scores["noise"][f"{pair}/kid_x100"]
         assert scores[FLOOR][f"{pair}/kid_x100"] < scores["copy"][f"{pair}/kid_x100"]
         assert scores["copy"][f"{pair}/search@1"] == 1.0
-        assert scores["oracle"][f"{pair}/search_inception@1"] <= 1.0
+        # The oracle's translations are also in the gallery, as the DST test images: a tie, which is a miss.
+        assert scores["oracle"][f"{pair}/search_pixels@1"] == 0.0
+        assert scores["noise"][f"{pair}/search_pixels@1"] <= 0.34
         assert details[pair]["floor"]["n"] == TEST_FACES
     # The oracle's translations are the other style's test images themselves: KID against the same features.
     anime = sets.folder_features(folders["test"]["anime"])
@@ -195,7 +197,7 @@ class SwapRedBlue:
 @needs_fid_extra
 def test_gender_kept_by_copies_and_lost_by_a_swap(tmp_path, inception):
     faces = tmp_path / "utk"
-    labels = _labelled_faces(faces, 50)
+    labels = _labelled_faces(faces, 30)
     sets = RealSets(16, 8, gender_faces={"human": faces}, inception=inception, cache_dir=tmp_path / "cache")
     scores: dict = {}
     info = gender_rows(sets, {"copy": PixelBaseline(), "swap": SwapRedBlue()}, ["human", "anime"], scores)
@@ -203,8 +205,8 @@ def test_gender_kept_by_copies_and_lost_by_a_swap(tmp_path, inception):
     assert info["human"]["held_out_men"] + info["human"]["held_out_women"] == len(held)
     assert info["human"]["fitted_on"] == len(labels) - len(held)
     cycle = "human2anime2human"
-    assert scores["copy"][f"{cycle}/gender_kept_men"] == 1.0 and scores["copy"][f"{cycle}/gender_kept_women"] == 1.0
-    assert scores["swap"][f"{cycle}/gender_kept_men"] == 0.0 and scores["swap"][f"{cycle}/gender_kept_women"] == 0.0
+    assert scores["copy"][f"{cycle}/gender_kept_men"] >= 0.9 and scores["copy"][f"{cycle}/gender_kept_women"] >= 0.9
+    assert scores["swap"][f"{cycle}/gender_kept_men"] <= 0.1 and scores["swap"][f"{cycle}/gender_kept_women"] <= 0.1
     assert scores[FLOOR] == scores["copy"]
 
 
@@ -229,8 +231,9 @@ def test_real_utkface_split_holds_out_about_400_men_and_women():
 @needs_fid_extra
 def test_eval_prints_the_real_table_with_baselines_and_floor(tiny_checkpoint, folders, tmp_path, capsys):
     out = tmp_path / "eval.json"
+    _labelled_faces(tmp_path / "utk", 30)
     argv = ["eval", str(tiny_checkpoint), "--no-synthetic", "--baselines", "--device", "cpu", "--quiet",
-            "--metrics", "fid,reconstruction,style,round_trip,search", "--cache-dir", str(folders["cache"]["dir"]),
+            "--cache-dir", str(folders["cache"]["dir"]), "--gender-faces", f"human={tmp_path / 'utk'}",
             "--json", str(out)]
     for domain in ("human", "anime"):
         argv += ["--real", f"{domain}={folders['test'][domain]}", "--target", f"{domain}={folders['test'][domain]}",
@@ -243,8 +246,10 @@ def test_eval_prints_the_real_table_with_baselines_and_floor(tiny_checkpoint, fo
     assert header.split() == ["metric", "trained", "untrained", "pixels", "floor"]
     for row in ("human2anime/kid_x100", "anime2human/kid_x100_std", "human2anime/fid", "human/recon_l1",
                 "human2anime/style", "human2anime2human/recall@1", "anime2human/search@1",
-                "human2anime/search_pixels@1", "human2anime/search_inception@1"):
+                "human2anime/search_pixels@1", "human2anime/search_inception@1",
+                "human2anime2human/gender_kept_men", "human2anime2human/gender_kept_women"):
         assert any(line.startswith(row + " ") for line in printed.splitlines()), row
     assert result["scores"]["pixels"]["human2anime/style"] <= 0.1
     assert result["scores"]["floor"]["human2anime/style"] >= 0.9
     assert "U-GAT-IT" in printed and "style judge of human2anime" in printed
+    assert "gender judge of human: fitted on 25 faces" in printed and "held out 2 men and 3 women" in printed

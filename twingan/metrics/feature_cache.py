@@ -89,16 +89,20 @@ def cached_folder_features(
 
 
 def _write_entry(entry: Path, result: FolderFeatures) -> None:
-    mu, sigma = result.statistics()
+    """Features, skipped files and, for folders of at least as many images as feature dimensions, the FID
+    statistics (below that the covariance is singular, FID works from the features, and a 2048 x 2048
+    covariance would be 32 MB per small test folder)."""
+    statistics = {}
+    if result.count >= result.features.shape[1]:
+        statistics = dict(zip(("mu", "sigma"), result.statistics()))
     skipped = result.skipped
     with atomic_path(entry) as tmp:
         np.savez(
             tmp,
             features=result.features.astype(np.float32),
-            mu=mu,
-            sigma=sigma,
             skipped_paths=np.array([p for p, _ in skipped], dtype=np.str_),
             skipped_reasons=np.array([r for _, r in skipped], dtype=np.str_),
+            **statistics,
         )
 
 
@@ -110,8 +114,8 @@ def _read_entry(entry: Path) -> FolderFeatures | None:
                 features=data["features"],
                 skipped=list(zip(data["skipped_paths"].tolist(), data["skipped_reasons"].tolist())),
                 from_cache=True,
-                mu=data["mu"],
-                sigma=data["sigma"],
+                mu=data["mu"] if "mu" in data.files else None,
+                sigma=data["sigma"] if "sigma" in data.files else None,
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
         warnings.warn(f"{entry}: unreadable FID cache entry ({exc}); recomputing it", RuntimeWarning, stacklevel=3)

@@ -33,8 +33,8 @@ from twingan.errors import ConfigError, DatasetError
 from twingan.metrics.feature_cache import default_cache_dir, folder_content_hash
 from twingan.metrics.folder_features import list_folder_images
 from twingan.metrics.real_sets import FolderImages, RealSets, load_folder
-from twingan.metrics.small_cnn import SmallCNN, fit_small_cnn, soften
-from twingan.metrics.style_classifier import _colour_jitter
+from twingan.metrics.small_cnn import SmallCNN, fit_small_cnn
+from twingan.metrics.style_classifier import style_augment
 from twingan.utils.atomic import atomic_path
 
 STYLE_JUDGE_VERSION = 1
@@ -78,10 +78,6 @@ def neither_pictures(reals: torch.Tensor, count: int, seed: int = 0) -> torch.Te
     return out
 
 
-def _augment(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    return soften(_colour_jitter(x, rng), rng)
-
-
 @dataclass
 class StyleJudge:
     """Which of (domain_a, domain_b, neither) a picture in [-1, 1] at ``resolution`` looks like."""
@@ -120,26 +116,28 @@ def fit_style_judge(folder_a: Path, folder_b: Path, domains: tuple[str, str], re
     junk = neither_pictures(both, len(both) // 2, seed)
     images = torch.cat([both, junk])
     labels = torch.cat([torch.zeros(len(reals[0])), torch.ones(len(reals[1])), torch.full((len(junk),), NEITHER)])
-    net = fit_small_cnn(images, labels.long(), 3, _augment, steps=steps, seed=seed)
+    net = fit_small_cnn(images, labels.long(), 3, style_augment, steps=steps, seed=seed)
     return StyleJudge(net, domains, resolution)
 
 
 def style_judge_for(sets: RealSets, src: str, dst: str) -> StyleJudge:
-    """The style judge of domains (src, dst) fitted on their --train folders, from the cache when fitted before."""
+    """The style judge of domains {src, dst} (one for both directions) fitted on their --train folders, from
+    the cache when fitted before."""
     missing = [d for d in (src, dst) if d not in sets.train]
     if missing:
         raise ConfigError(f"the style judge is fitted on training reals of both domains: add --train "
                           f"{missing[0]}=DIR")
+    domains = tuple(sorted((src, dst)))
     key = hashlib.sha256(
-        f"style-judge-v{STYLE_JUDGE_VERSION}|{folder_content_hash(sets.train[src])}|"
-        f"{folder_content_hash(sets.train[dst])}|{sets.resolution}|{STYLE_STEPS}|{STYLE_LIMIT}".encode()
+        f"style-judge-v{STYLE_JUDGE_VERSION}|{folder_content_hash(sets.train[domains[0]])}|"
+        f"{folder_content_hash(sets.train[domains[1]])}|{sets.resolution}|{STYLE_STEPS}|{STYLE_LIMIT}".encode()
     ).hexdigest()
     entry = (sets.cache_dir or default_cache_dir()) / f"style-judge-{key}.safetensors"
     net = SmallCNN(3)
     if entry.is_file():
         net.load_state_dict(load_file(str(entry)))
-        return StyleJudge(net.eval().requires_grad_(False), (src, dst), sets.resolution)
-    judge = fit_style_judge(sets.train[src], sets.train[dst], (src, dst), sets.resolution)
+        return StyleJudge(net.eval().requires_grad_(False), domains, sets.resolution)
+    judge = fit_style_judge(sets.train[domains[0]], sets.train[domains[1]], domains, sets.resolution)
     entry.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(entry) as tmp:
         save_file({k: v.contiguous() for k, v in judge.net.state_dict().items()}, str(tmp))
