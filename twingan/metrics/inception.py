@@ -271,7 +271,8 @@ def load_torchscript_inception(path: PathLike) -> TorchScriptInception:
     try:
         script = torch.jit.load(str(path), map_location="cpu")
     except _UNREADABLE as exc:
-        raise CheckpointError(f"{path}: not a readable TorchScript file ({_short_reason(exc)}); {_WHERE_TO_GET}") from exc
+        reason = _short_reason(exc)
+        raise CheckpointError(f"{path}: not a readable TorchScript file ({reason}); {_WHERE_TO_GET}") from exc
     network = TorchScriptInception(script.eval(), sha1)
     if not is_bundled:
         with torch.no_grad():
