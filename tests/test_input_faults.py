@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -138,7 +139,7 @@ def test_a_decompression_bomb_upload_gets_the_refusal_of_the_cli(tmp_path):
     file = tmp_path / "bomb.png"
     file.write_bytes(bomb)
     with pytest.raises(ImageLoadError) as cli:
-        load_image(file)
+        load_image(file, max_pixels=WebLimits().max_pixels)  # the CLI, given the web's --max-pixels
     work = tmp_path / "uploads"
     work.mkdir()
     with pytest.raises(WebInputError) as web:
@@ -271,3 +272,126 @@ def test_an_index_write_that_fails_is_one_line_and_leaves_nothing(tmp_path):
     assert done.stderr.strip() == f"cannot write {tmp_path / 'g.index'}: file too large for this file system or " \
                                   "the process's file size limit"
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- round three: decoders, pixel limits, long names
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n"
+
+
+@pytest.fixture
+def fake_ghostscript(tmp_path, monkeypatch):
+    """A `gs` first on PATH that records each run and fails (as a crafted PostScript file can make it); Pillow's
+    EPS plugin looks for it afresh."""
+    from PIL import EpsImagePlugin
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    runs = tmp_path / "gs-runs.txt"
+    (bin_dir / "gs").write_text(f"#!/bin/sh\necho \"$@\" >> {runs}\nexit 3\n")
+    (bin_dir / "gs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(EpsImagePlugin, "gs_binary", None)
+    return runs
+
+
+def test_postscript_named_png_never_reaches_ghostscript_at_any_entry_point(tiny_checkpoint, tmp_path, capsys,
+                                                                           fake_ghostscript):
+    import twingan
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    picture(0).save(photos / "a.png")
+    (photos / "selfie.png").write_bytes(EPS)
+    with pytest.raises(ImageLoadError, match="selfie.png: not an image of a supported format \\(JPEG, PNG"):
+        load_image(photos / "selfie.png")
+    assert translate_cli(tiny_checkpoint, photos, out=tmp_path / "out") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert [line for line in err if "selfie.png" in line] == [
+        f"{photos / 'selfie.png'}: not an image of a supported format ({', '.join(ACCEPTED_FORMATS)})"]
+    assert (tmp_path / "out" / "a.png").is_file()
+    assert embed_cli(tiny_checkpoint, photos, out=tmp_path / "store") == 1
+    assert "1 embedded, 1 failed" in capsys.readouterr().out
+    assert main(["prep", "check", str(photos)]) == 1
+    assert "not an image of a supported format" in capsys.readouterr().out
+    with pytest.raises(ImageLoadError, match="not an image of a supported format"):
+        twingan.load(tiny_checkpoint, device="cpu").translate_photo(photos / "selfie.png", to="anime")
+    (tmp_path / "web").mkdir()
+    with pytest.raises(WebInputError, match="not an image of a supported format"):
+        decode_upload(EPS, tmp_path / "web", WebLimits())
+    assert not fake_ghostscript.exists(), "Ghostscript was run"
+
+
+def test_any_error_a_decoder_raises_stays_with_its_file(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    """A decoder failing in a way Pillow does not wrap (here a struct.error from the PNG plugin on one file)
+    is that file's one-line failure; the batch goes on."""
+    from PIL import PngImagePlugin
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name, seed in (("a.png", 0), ("b.png", 1), ("c.png", 2)):
+        picture(seed).save(photos / name)
+    original = PngImagePlugin.PngImageFile.load
+
+    def load(self):
+        if Path(self.filename).name == "b.png":
+            raise struct.error("unpack requires a buffer of 8 bytes")
+        return original(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", load)
+    assert translate_cli(tiny_checkpoint, photos, out=tmp_path / "out") == 1
+    captured = capsys.readouterr()
+    assert f"{photos / 'b.png'}: cannot be decoded (error: unpack requires a buffer of 8 bytes)" in captured.err
+    assert "2 translated, 1 failed" in captured.out
+
+
+def test_max_pixels_above_pillows_own_limit_is_the_limit(tmp_path, monkeypatch):
+    """--max-pixels 200000000 refused a 100 MP picture because Pillow's own limit (89 MP) won. The same at a
+    small scale: Pillow's limit at 1000 pixels, a 40x40 picture, max_pixels 5000."""
+    from PIL import Image as PILImage
+
+    monkeypatch.setattr(PILImage, "MAX_IMAGE_PIXELS", 1000)
+    path = tmp_path / "big.png"
+    picture(0, size=40).save(path)
+    assert load_image(path, max_pixels=5000).size == (40, 40)
+    assert PILImage.MAX_IMAGE_PIXELS == 1000  # what was set outside twingan comes back
+    with pytest.raises(ImageLoadError, match="1600 pixels exceeds the limit of 1500"):
+        load_image(path, max_pixels=1500)
+
+
+def test_an_input_name_near_the_file_system_limit_is_translated(tiny_checkpoint, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    name = "x" * 235 + ".jpg"
+    assert len(name.encode()) == 239
+    picture(0).save(photos / name)
+    assert translate_cli(tiny_checkpoint, photos, out=tmp_path / "out") == 0
+    assert "1 translated, 0 failed" in capsys.readouterr().out
+    assert (tmp_path / "out" / ("x" * 235 + ".png")).is_file()
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["x" * 235 + ".png"]
+
+
+def test_an_out_folder_holding_the_inputs_translates_them_or_says_why_not(tiny_checkpoint, tmp_path, capsys,
+                                                                         monkeypatch):
+    """`translate photos --out .` from the folder holding photos/ printed "0 translated, 0 failed"."""
+    monkeypatch.chdir(tmp_path)
+    Path("photos").mkdir()
+    picture(0).save("photos/a.png")
+    picture(1).save("photos/b.jpg")
+    assert translate_cli(tiny_checkpoint, "photos", out=Path(".")) == 0
+    assert "2 translated, 0 failed" in capsys.readouterr().out
+    assert Path("a.png").is_file() and Path("b.png").is_file()
+    assert translate_cli(tiny_checkpoint, "photos", out=Path("photos")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["twingan translate: error: --out photos is the input folder photos itself: the translations "
+                   "would be mixed with the photos (and could replace them); choose another folder, e.g. "
+                   "photos/translated"]
+    assert translate_cli(tiny_checkpoint, "a.png", out=Path("."), extra=["--overwrite"]) == 1
+    captured = capsys.readouterr()
+    assert "a.png: its translation a.png would be written over an input; choose an --out folder apart from the " \
+           "inputs" in captured.err
+    assert "0 translated, 1 failed" in captured.out
+    Path("photos/anime").mkdir()
+    assert translate_cli(tiny_checkpoint, "photos", out=Path("photos/anime")) == 0  # earlier outputs are no inputs
+    assert translate_cli(tiny_checkpoint, "photos", out=Path("photos/anime"), extra=["--overwrite"]) == 0
+    assert sorted(p.name for p in Path("photos/anime").iterdir()) == ["a.png", "b.png"]

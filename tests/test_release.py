@@ -5,9 +5,13 @@ import functools
 import hashlib
 import http.server
 import json
+import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -210,6 +214,114 @@ def test_a_url_without_a_network_fails_clearly(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
     with pytest.raises(CheckpointError, match="download failed .*download the file elsewhere and pass its path"):
         twingan.load(f"http://127.0.0.1:{port}/model.safetensors", device="cpu", sha256="ab" * 32)
+
+
+class _SlowServer:
+    """A loopback HTTP server whose answer can be slow: ``mode`` 'silent' accepts and never answers, 'trickle'
+    sends one byte every 0.1 s, 'big' sends ``size`` bytes (announced or not)."""
+
+    def __init__(self, mode: str, size: int = 1000, announce: bool = True) -> None:
+        self.mode, self.size, self.announce = mode, size, announce
+        self.sent = 0
+        self.stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/model.safetensors"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(4096)
+            if self.mode == "silent":
+                self.stop.wait(60)
+                return
+            length = f"Content-Length: {self.size}\r\n" if self.announce else ""
+            conn.sendall(f"HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n".encode())
+            try:
+                while self.sent < self.size and not self.stop.is_set():
+                    block = 1 if self.mode == "trickle" else min(65536, self.size - self.sent)
+                    conn.sendall(b"x" * block)
+                    self.sent += block
+                    if self.mode == "trickle":
+                        time.sleep(0.1)
+            except OSError:  # the client gave up
+                pass
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def load_in_thread(*args, **kwargs):
+    """twingan.load in a thread: (finished within 30 s, what it raised)."""
+    outcome = {}
+
+    def target():
+        try:
+            twingan.load(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - the test looks at what was raised
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(30)
+    return not thread.is_alive(), outcome.get("error")
+
+
+@pytest.mark.parametrize(("mode", "reason"), [("silent", "no answer within 1 s"),
+                                              ("trickle", "the server sends too slowly")])
+def test_a_download_from_a_server_that_never_answers_or_trickles_gives_up(tmp_path, monkeypatch, mode, reason):
+    from twingan.inference import download
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    monkeypatch.setattr(download, "TIMEOUT_S", 1.0)
+    monkeypatch.setattr(download, "PROGRESS_WINDOW_S", 1.0)
+    server = _SlowServer(mode)
+    try:
+        finished, error = load_in_thread(server.url, device="cpu", sha256="ab" * 32)
+    finally:
+        server.close()
+    assert finished, "the download hung"
+    assert isinstance(error, CheckpointError) and reason in str(error), error
+    assert list((tmp_path / "hub" / "checkpoints").iterdir()) == []
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["announced", "unannounced"])
+def test_a_download_larger_than_its_bound_is_refused_early(tmp_path, monkeypatch, announce):
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    server = _SlowServer("big", size=64_000_000, announce=announce)
+    try:
+        finished, error = load_in_thread(server.url, device="cpu", sha256="ab" * 32, max_download_bytes=200_000)
+    finally:
+        server.close()
+    assert finished and isinstance(error, CheckpointError), error
+    reason = "announces 64000000 bytes, more than the bound of 200000" if announce else \
+        "larger than the bound of 200000 bytes"
+    assert reason in str(error)
+    assert server.sent < 32_000_000  # it stopped reading long before the end (socket buffers took the rest)
+    assert list((tmp_path / "hub" / "checkpoints").iterdir()) == []
+
+
+def test_a_killed_downloads_leftovers_are_removed_by_the_next_download(release, file_server, tmp_path, monkeypatch):
+    """A SIGTERM mid-download leaves the temporary file (no cleanup runs); so did torch.hub's .partial files of
+    earlier versions. The next download into the cache removes both."""
+    served, base = file_server
+    shutil.copy(release, served / "tiny.safetensors")
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))
+    cache = tmp_path / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    ours = cache / f".tw.{int(dead.stdout)}.k1ll3d.tmp.safetensors"
+    legacy = cache / "other.safetensors.0123456789abcdef0123456789abcdef.partial"
+    for leftover in (ours, legacy):
+        leftover.write_bytes(b"half a download")
+    os.utime(legacy, (time.time() - 7200, time.time() - 7200))
+    digest = hashlib.sha256(release.read_bytes()).hexdigest()
+    assert twingan.load(f"{base}/tiny.safetensors", device="cpu", sha256=digest).path == cache / "tiny.safetensors"
+    assert sorted(p.name for p in cache.iterdir()) == ["tiny.safetensors"]
 
 
 def test_training_summary_of_real_data_names_no_path():

@@ -231,3 +231,39 @@ def test_eval_reports_pooled_recall_for_every_system(tiny_checkpoint, synthetic_
                          colours["anime"] / np.linalg.norm(colours["anime"], axis=1, keepdims=True), 1)
     assert result["scores"]["pixels"]["photo2anime/pooled_recall@1"] == pytest.approx(
         np.mean(ids[:, 0] == np.arange(len(ids))))
+
+
+def test_query_images_are_streamed_a_batch_at_a_time(translator, gallery, synthetic_root, tmp_path, capsys,
+                                                     monkeypatch):
+    """`index query` decodes, embeds and searches one batch of query images at a time, as translate and embed
+    do: no more than two batches of decoded pictures are alive at once, and the output is that of one batch."""
+    import weakref
+
+    import twingan.search.embed_images as embed_images
+
+    queries = sorted((synthetic_root / "test" / "photo").glob("*.png")) + \
+        sorted((synthetic_root / "train" / "photo").glob("*.png"))[:8]
+    assert len(queries) == 12
+    alive, most = set(), [0]
+    original = embed_images.load_image
+
+    def counted(path, **kwargs):
+        picture = original(path, **kwargs)
+        alive.add(id(picture))
+        weakref.finalize(picture, alive.discard, id(picture))
+        most[0] = max(most[0], len(alive))
+        return picture
+
+    monkeypatch.setattr(embed_images, "load_image", counted)
+    outputs = {}
+    for batch in (3, 64):
+        grid = tmp_path / f"grid{batch}.png"
+        capsys.readouterr()
+        assert main(["index", "query", str(gallery["index"]), *map(str, queries), "--checkpoint",
+                     str(translator.path), "--domain", "anime", "--k", "3", "--json", "--grid", str(grid),
+                     "--tile", "24", "--batch-size", str(batch), "--torch-device", "cpu"]) == 0
+        outputs[batch] = (capsys.readouterr().out, np.asarray(Image.open(grid)))
+        if batch == 3:
+            assert most[0] <= 6, most[0]
+    assert outputs[3][0] == outputs[64][0]
+    assert np.array_equal(outputs[3][1], outputs[64][1])

@@ -17,16 +17,19 @@ def load(
     device: Union[str, "torch.device"] = "auto",
     weights: str = "ema",
     sha256: Union[str, None] = None,
+    max_download_bytes: Union[int, None] = None,
 ) -> "Translator":
     """Load a checkpoint or release file for inference:
     ``twingan.load("model.safetensors").translate_photo("selfie.jpg", to="anime").avatar``.
 
     ``path`` may also be a URL (downloaded once into torch.hub's cache and
     checked against ``sha256``, or the hash in a ``name-<sha256 prefix>.safetensors``
-    file name). ``device`` 'auto' picks CUDA when available; EMA weights by
+    file name), at most ``max_download_bytes`` of it (default 2 GiB; connecting
+    and reading time out). ``device`` 'auto' picks CUDA when available; EMA weights by
     default ('model' for the raw generator of a training checkpoint). Heavy
     imports happen here, so that ``import twingan`` stays light.
     """
     from twingan.inference import Translator
 
-    return Translator.load(path, device=device, weights=weights, sha256=sha256)
+    return Translator.load(path, device=device, weights=weights, sha256=sha256,
+                           max_download_bytes=max_download_bytes)

@@ -242,7 +242,7 @@ def run_query_images(args: argparse.Namespace) -> int:
     from twingan.models import EMBEDDING_KINDS
     from twingan.search.embed_images import collect_image_files, detection_note, embedding_meta, load_face_crops
     from twingan.search.index import Index
-    from twingan.search.results_grid import GridRow, results_grid
+    from twingan.search.results_grid import GridRow, query_tile, results_grid
     from twingan.search.results_text import print_search_results
 
     if args.checkpoint is None:
@@ -265,22 +265,30 @@ def run_query_images(args: argparse.Namespace) -> int:
     if note:
         print(note, file=sys.stderr)
     detector = FaceDetector(device=translator.device, min_face_size=args.min_face_size) if args.detect else None
-    files, not_found = collect_image_files(args.images)
-    crops = load_face_crops(files, translator, detector)
-    failures = not_found + crops.failed
+    files, failures = collect_image_files(args.images)
     for problem in failures:
         print(problem, file=sys.stderr)
-    if not crops.crops:
+    rows: list[GridRow] = []
+    searched = 0
+    for start in range(0, len(files), args.batch_size):  # streamed: a batch's pictures are let go once searched
+        crops = load_face_crops(files[start: start + args.batch_size], translator, detector)
+        for problem in crops.failed:
+            print(problem, file=sys.stderr)
+        failures += crops.failed
+        if not crops.crops:
+            continue
+        vectors = translator.embed(crops.crops, src, kind, args.batch_size)
+        labels = [str(path) for path in crops.paths]
+        result = print_search_results(index, vectors, meta, labels, k=args.k, domain=args.domain, as_json=args.json)
+        searched += len(labels)
+        if args.grid is not None:
+            root = args.gallery_root if args.gallery_root is not None else Path.cwd()
+            for crop, scores, paths in zip(crops.crops, result.scores, result.paths):
+                hits = [(float(score), root / path) for score, path in zip(scores, paths)]
+                rows.append(GridRow(query_tile(crop, args.tile), hits))
+    if not searched:
         raise DatasetError("none of the query images could be used (reasons above)")
-    vectors = translator.embed(crops.crops, src, kind, args.batch_size)
-    labels = [str(path) for path in crops.paths]
-    result = print_search_results(index, vectors, meta, labels, k=args.k, domain=args.domain, as_json=args.json)
     if args.grid is not None:
-        root = args.gallery_root if args.gallery_root is not None else Path.cwd()
-        rows = [
-            GridRow(crop, [(float(score), root / path) for score, path in zip(scores, paths)])
-            for crop, scores, paths in zip(crops.crops, result.scores, result.paths)
-        ]
         save_image(results_grid(rows, args.tile), args.grid)
         print(f"wrote {args.grid}", file=sys.stderr)
     return 1 if failures else 0

@@ -6,6 +6,11 @@ odd pixel formats, decompression bombs and broken files are handled the same
 way everywhere. Bad files raise :class:`~twingan.errors.ImageLoadError` with a
 short reason; callers decide whether to skip (datasets) or report (CLI).
 
+Only the decoders of :data:`ACCEPTED_FORMATS` ever see a file's bytes, whatever
+its name says: Pillow also opens formats whose plugins run other programs (EPS
+and PostScript start Ghostscript), and no entry point may lead there. Whatever a
+decoder raises becomes the ImageLoadError of that one file.
+
 Tensors follow one convention: float32, RGB, channels first, values in [-1, 1].
 """
 from __future__ import annotations
@@ -13,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import threading
 import warnings
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Union
@@ -49,6 +56,31 @@ IMAGE_EXTENSIONS = frozenset(ext for name in ACCEPTED_FORMATS for ext in FORMAT_
 DEFAULT_MAX_PIXELS = 64_000_000
 """Larger images are refused before decoding (a decompression-bomb guard): 64 MP is ~8000x8000."""
 
+_limits_lock = threading.Lock()
+_active_limits: list[int] = []
+_pillow_limit_outside: list[int | None] = []
+
+
+@contextlib.contextmanager
+def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
+    """Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, one per process) raised to
+    ``max_pixels`` while a load runs, so that the caller's limit decides, not Pillow's default of 89 MP.
+
+    Loads in several threads each keep their limit: Pillow's is the largest of those running, and each
+    load checks its own before decoding. The value set outside twingan comes back when none runs.
+    """
+    with _limits_lock:
+        if not _active_limits:
+            _pillow_limit_outside[:] = [Image.MAX_IMAGE_PIXELS]
+        _active_limits.append(max_pixels)
+        Image.MAX_IMAGE_PIXELS = max(_active_limits)
+    try:
+        yield
+    finally:
+        with _limits_lock:
+            _active_limits.remove(max_pixels)
+            Image.MAX_IMAGE_PIXELS = max(_active_limits) if _active_limits else _pillow_limit_outside[0]
+
 
 def load_image(
     path: PathLike,
@@ -81,9 +113,9 @@ def load_image(
     if size == 0:
         raise ImageLoadError(str(path), "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _pillow_pixel_limit(max_pixels):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(path, formats=ACCEPTED_FORMATS) as img:
                 width, height = img.size
                 if width * height > max_pixels:
                     raise ImageLoadError(
@@ -100,15 +132,20 @@ def load_image(
     except ImageLoadError:
         raise
     except UnidentifiedImageError as exc:
-        raise ImageLoadError(str(path), "not an image (unrecognised or unsupported format)") from exc
+        raise ImageLoadError(str(path), f"not an image of a supported format ({', '.join(ACCEPTED_FORMATS)})") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageLoadError(str(path), f"too large: refused as a decompression bomb ({exc})") from exc
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{pixels.group(1)} pixels" if pixels else "its size"
+        raise ImageLoadError(str(path), f"too large: {size} exceeds the limit of {max_pixels} (a decompression-bomb "
+                                        "guard; raise max_pixels if the file is trusted)") from exc
     except OSError as exc:
         if exc.errno is not None:  # the file could not be read at all, its content was never seen
             raise ImageLoadError(str(path), read_problem(exc)) from exc
         raise ImageLoadError(str(path), f"truncated or corrupt image ({exc})") from exc
     except (SyntaxError, ValueError, EOFError) as exc:
         raise ImageLoadError(str(path), f"truncated or corrupt image ({exc})") from exc
+    except Exception as exc:  # a decoder's own failure (struct.error, MemoryError, ...) is this file's problem
+        raise ImageLoadError(str(path), f"cannot be decoded ({type(exc).__name__}: {exc})") from exc
     if min(width, height) < min_size:
         raise ImageLoadError(str(path), f"too small: {width}x{height} (the minimum side is {min_size} px)")
     return rgb

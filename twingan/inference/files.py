@@ -100,22 +100,39 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
 
     In folders, files with an image extension are inputs; other non-hidden
     files (notes, metadata) are listed in ``skipped``. A file named explicitly
-    is always tried, whatever its extension. Files under ``exclude`` (the
-    output folder) are left out. Two inputs that would write the same output
-    name are refused (the later one fails).
+    is always tried, whatever its extension. Two inputs that would write the
+    same output name are refused (the later one fails).
+
+    ``exclude`` is the output folder. Inside a folder (or below a glob's base)
+    that holds it, its files are outputs of earlier runs, not inputs; an output
+    folder that holds an input folder is no reason to leave anything out. An
+    output folder that is an input folder is refused (ConfigError), and an input
+    whose translation would be written over itself or another input fails.
     """
     inputs = Inputs()
     seen_paths: set[Path] = set()
     stems: dict[Path, Path] = {}
-    exclude = exclude.resolve() if exclude is not None else None
+    out = resolved_path(exclude) if exclude is not None else None
     for arg in args:
+        root = _root_of(arg)
+        if out is not None and root is not None and Path(arg).is_dir() and resolved_path(root) == out:
+            raise ConfigError(
+                f"--out {quoted(exclude)} is the input folder {quoted(arg)} itself: the translations would be mixed "
+                f"with the photos (and could replace them); choose another folder, e.g. {quoted(Path(arg) / 'translated')}"
+            )
+        outputs_below = out is not None and root is not None and out != resolved_path(root) and \
+            out.is_relative_to(resolved_path(root))
+        found_before, left_out = len(inputs.files), 0
         for path, stem in _expand(arg, inputs):
             problem = link_problem(path)
             if problem is not None:
                 inputs.failures.append(Failure(str(path), problem))
                 continue
             resolved = resolved_path(path)
-            if resolved in seen_paths or (exclude is not None and resolved.is_relative_to(exclude)):
+            if outputs_below and resolved.is_relative_to(out):
+                left_out += 1
+                continue
+            if resolved in seen_paths:
                 continue
             seen_paths.add(resolved)
             if stem in stems:
@@ -125,7 +142,34 @@ def collect_inputs(args: Sequence[str], exclude: Path | None = None) -> Inputs:
                 continue
             stems[stem] = path
             inputs.files.append(InputFile(path, stem))
+        if left_out and len(inputs.files) == found_before:
+            inputs.failures.append(Failure(arg, f"its only images are under --out {quoted(exclude)}, outputs of an "
+                                                "earlier run, which are not translated again"))
+    if exclude is not None:
+        inputs.files = [item for item in inputs.files if not _writes_over_an_input(item, Path(exclude), seen_paths,
+                                                                                   inputs)]
     return inputs
+
+
+def _root_of(arg: str) -> Path | None:
+    """The folder an argument's files are found in: the folder itself, a glob's base; None for a file."""
+    path = Path(arg)
+    if path.is_dir():
+        return path
+    if not path.exists() and glob.has_magic(arg):
+        return _glob_base(arg)
+    return None
+
+
+def _writes_over_an_input(item: InputFile, out: Path, input_paths: set[Path], inputs: Inputs) -> bool:
+    """Whether the translation of ``item`` into the output folder ``out`` would be written over an input (itself,
+    or another, of the resolved ``input_paths``); records why."""
+    for target in (out / f"{item.stem}.png", out / f"{item.stem}_face0.png"):
+        if resolved_path(target) in input_paths:
+            inputs.failures.append(Failure(str(item.path), f"its translation {quoted(target)} would be written over "
+                                                           "an input; choose an --out folder apart from the inputs"))
+            return True
+    return False
 
 
 def _expand(arg: str, inputs: Inputs) -> Iterable[tuple[Path, Path]]:

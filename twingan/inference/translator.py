@@ -106,12 +106,13 @@ class Translator:
 
     @classmethod
     def load(
-        cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema", sha256: str | None = None
+        cls, path: PathLike, device: str | torch.device = "auto", weights: str = "ema", sha256: str | None = None,
+        max_download_bytes: int | None = None,
     ) -> "Translator":
         """Load a twingan checkpoint or release file; ``device`` 'auto' picks CUDA when available; EMA weights
-        by default. ``path`` may be an http(s) URL, downloaded once and checked against ``sha256`` (see
-        :func:`twingan.inference.download.resolve_pretrained`)."""
-        path = resolve_pretrained(path, sha256)
+        by default. ``path`` may be an http(s) URL, downloaded once and checked against ``sha256``, at most
+        ``max_download_bytes`` of it (see :func:`twingan.inference.download.resolve_pretrained`)."""
+        path = resolve_pretrained(path, sha256, max_bytes=max_download_bytes)
         model, meta = load_translator(path, device=resolve_device(device), weights=weights)
         return cls(model, meta, path)
 

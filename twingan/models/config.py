@@ -12,6 +12,14 @@ from twingan.models.domain_norm import NORM_KINDS
 
 RETIRED_EMPTY_KEY = "extra"
 """A model config key of older checkpoints, always empty there; gone from ModelConfig."""
+UPPER_BOUNDS = {
+    "resolution": 4096, "max_channels": 16384, "fmap_base": 2**20, "d_max_channels": 16384, "noise_dim": 4096,
+    "mapping_layers": 64, "mapping_hidden": 16384, "style_dim": 4096, "style_resolution": 4096,
+}
+"""Sane upper bounds (far beyond any TwinGAN, 4x the largest StyleGAN setting): a config read from an untrusted
+checkpoint cannot ask for a model of terabytes, or for 100,000 layers, before its tensors are compared."""
+MAX_DOMAINS = 256
+MAX_ATTRIBUTE_VALUES = 4096
 
 
 @dataclass(frozen=True)
@@ -71,7 +79,15 @@ class ModelConfig:
                 f"model.skip_max_resolution must be a power of two >= 4 (4 = no skips) or null (skips at every "
                 f"resolution), got {self.skip_max_resolution}"
             )
+        for name, bound in UPPER_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None and value > bound:
+                raise ValueError(f"model.{name}={value} is beyond the sane bound of {bound}")
+        if len(self.domains) > MAX_DOMAINS:
+            raise ValueError(f"model.domains lists {len(self.domains)} domains, beyond the sane bound of {MAX_DOMAINS}")
         attributes = {str(k): tuple(str(v) for v in vs) for k, vs in dict(self.attributes or {}).items()}
+        if sum(len(values) for values in attributes.values()) > MAX_ATTRIBUTE_VALUES:
+            raise ValueError(f"model.attributes has more than {MAX_ATTRIBUTE_VALUES} values in all")
         object.__setattr__(self, "attributes", attributes)
         AttributeSchema(attributes)
 

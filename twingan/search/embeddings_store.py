@@ -27,8 +27,9 @@ from typing import Any, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from twingan.errors import CheckpointError, DatasetError
+from twingan.errors import CheckpointError, DatasetError, quoted, write_failure
 from twingan.utils.atomic import atomic_paths, atomic_write_text, remove_stale_temporaries
+from twingan.utils.schema import parse
 
 PathLike = Union[str, os.PathLike]
 
@@ -72,15 +73,8 @@ class EmbeddingMeta:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "EmbeddingMeta":
-        missing = {"checkpoint_sha256", "embedding_kind", "dim"} - set(data)
-        if missing:
-            raise ValueError(f"embedding metadata lacks {', '.join(sorted(missing))}")
-        return cls(
-            checkpoint_sha256=data["checkpoint_sha256"],
-            embedding_kind=data["embedding_kind"],
-            dim=data["dim"],
-            model=data.get("model", {}),
-        )
+        """The metadata :meth:`to_dict` wrote (read from a file: schema-checked, ValueError naming the bad field)."""
+        return parse(cls, data)
 
     def describe(self) -> str:
         return f"checkpoint {self.checkpoint_sha256[:12]}, kind {self.embedding_kind}, {self.dim}-d"
@@ -98,6 +92,20 @@ class EmbeddingMeta:
                 f"{'; '.join(differences)}. Embed both with the same checkpoint and embedding kind, "
                 "or rebuild the index from embeddings of the checkpoint you query with."
             )
+
+
+@dataclass(frozen=True)
+class StoreHeader:
+    """What a store's meta.json holds."""
+
+    format: str
+    version: int
+    domain: str
+    embedding: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.domain:
+            raise ValueError("domain must be a domain name, got ''")
 
 
 def validate_vectors(vectors: np.ndarray, dim: int, *, what: str) -> np.ndarray:
@@ -140,7 +148,10 @@ class EmbeddingStore:
             raise DatasetError(
                 f"{path}: already exists and is not an empty folder; choose a new output or resume into it"
             )
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise write_failure(path, exc) from exc
         header = {"format": STORE_FORMAT, "version": STORE_VERSION, "domain": domain, "embedding": meta.to_dict()}
         atomic_write_text(path / "meta.json", json.dumps(header, indent=2) + "\n")
         return cls(path, meta, domain)
@@ -158,7 +169,10 @@ class EmbeddingStore:
             header = json.loads(meta_file.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise DatasetError(f"{meta_file}: unreadable embeddings metadata ({exc})") from exc
-        if not isinstance(header, dict) or header.get("format") != STORE_FORMAT:
+        if not isinstance(header, dict):
+            raise DatasetError(f"{quoted(meta_file)}: holds a JSON {type(header).__name__}, not the object of a "
+                               "twingan embeddings store")
+        if header.get("format") != STORE_FORMAT:
             raise DatasetError(f"{meta_file}: not a twingan embeddings store (format {header.get('format')!r})")
         if header.get("version") != STORE_VERSION:
             raise DatasetError(
@@ -166,11 +180,11 @@ class EmbeddingStore:
                 f"(this twingan reads version {STORE_VERSION}); re-embed with this version"
             )
         try:
-            meta = EmbeddingMeta.from_dict(header["embedding"])
-            domain = header["domain"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetError(f"{meta_file}: malformed embeddings metadata ({exc})") from exc
-        return cls(path, meta, domain)
+            checked = parse(StoreHeader, header)
+            meta = EmbeddingMeta.from_dict(checked.embedding)
+        except (TypeError, ValueError) as exc:  # SchemaError is a ValueError
+            raise DatasetError(f"{quoted(meta_file)}: malformed embeddings metadata ({exc})") from None
+        return cls(path, meta, checked.domain)
 
     @classmethod
     def open_or_create(cls, path: PathLike, meta: EmbeddingMeta, domain: str) -> "EmbeddingStore":

@@ -307,16 +307,16 @@ class Index:
     def load(cls, path: PathLike, *, device: str = "auto") -> "Index":
         """Read a file written by :meth:`save`; raise IndexFileError if it is foreign, truncated or corrupted."""
         path = Path(path)
-        footer = read_index_header(path)
+        footer = read_index_header(path)  # its digest and schema checked
         try:
             meta = EmbeddingMeta.from_dict(footer["embedding"])
-            kind, params, domains, ntotal = footer["kind"], footer["params"], list(footer["domains"]), footer["ntotal"]
-            tuning = footer["tuning"]
         except (KeyError, TypeError, ValueError) as exc:
-            raise IndexFileError(f"{path}: malformed index metadata ({exc!r}); rebuild the index") from exc
-        faiss_index, paths, codes = read_index_sections(path, footer)
+            raise IndexFileError(f"{path}: malformed embedding metadata in the index ({exc}); rebuild it") from exc
+        kind, params, domains, ntotal = footer["kind"], footer["params"], list(footer["domains"]), footer["ntotal"]
+        tuning = footer.get("tuning")
         if kind not in INDEX_KINDS:
             raise IndexFileError(f"{path}: unknown index kind {kind!r}; this file needs a newer twingan")
+        faiss_index, paths, codes = read_index_sections(path, footer)
         if not (faiss_index.ntotal == len(paths) == len(codes) == ntotal) or faiss_index.d != meta.dim:
             raise IndexFileError(f"{path}: inconsistent contents (counts or dimension disagree); rebuild the index")
         return cls(faiss_index, meta, kind, params, paths, codes, domains, device, tuning)

@@ -20,7 +20,7 @@ TEXT = (0, 0, 0)
 @dataclass
 class GridRow:
     query: Image.Image
-    """The face crop the model embedded."""
+    """The face crop the model embedded (or its :func:`query_tile`, all the grid keeps of it)."""
     hits: Sequence[tuple[float, Path]]
     """(cosine similarity, gallery image file) per neighbour, best first."""
 
@@ -46,6 +46,15 @@ def results_grid(rows: Sequence[GridRow], tile: int = DEFAULT_TILE) -> Image.Ima
     return canvas
 
 
+def query_tile(picture: Image.Image, tile: int = DEFAULT_TILE) -> Image.Image:
+    """The centre square of ``picture`` as the grid draws it, shrunk to ``tile`` px when larger: what a row needs
+    to keep of its query (a streamed query keeps this instead of the decoded photo)."""
+    side = min(picture.size)
+    x0, y0 = (picture.width - side) // 2, (picture.height - side) // 2
+    square = picture.crop((x0, y0, x0 + side, y0 + side))
+    return square.resize((tile, tile), Image.Resampling.LANCZOS) if side > tile else square
+
+
 def _gallery_tile(path: Path, tile: int) -> tuple[Image.Image, bool]:
     try:
         return load_image(path), True
@@ -57,9 +66,8 @@ def _place(
     canvas: Image.Image, draw: ImageDraw.ImageDraw, font: ImageFont.ImageFont, picture: Image.Image,
     caption: str, left: int, top: int, tile: int,
 ) -> None:
-    side = min(picture.size)
-    x0, y0 = (picture.width - side) // 2, (picture.height - side) // 2
-    square = picture.crop((x0, y0, x0 + side, y0 + side))
-    resample = Image.Resampling.NEAREST if side < tile else Image.Resampling.LANCZOS
-    canvas.paste(square.resize((tile, tile), resample), (left, top))
+    square = query_tile(picture, tile)
+    if square.width < tile:
+        square = square.resize((tile, tile), Image.Resampling.NEAREST)
+    canvas.paste(square, (left, top))
     draw.text((left + 2, top + tile + 1), caption, fill=TEXT, font=font)

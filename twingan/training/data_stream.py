@@ -14,6 +14,7 @@ its label row follows it.
 from __future__ import annotations
 
 import functools
+import signal
 from typing import Iterator, NamedTuple, Optional, Sequence
 
 import numpy as np
@@ -143,5 +144,13 @@ def batch_iterator(
         persistent_workers=False,
         prefetch_factor=4 if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(0),
+        worker_init_fn=_leave_stop_signals_to_the_trainer if num_workers > 0 else None,
     )
     return iter(loader)
+
+
+def _leave_stop_signals_to_the_trainer(worker_id: int) -> None:
+    """Loader workers ignore SIGTERM and SIGINT (a scheduler or Ctrl-C sends them to the whole process group):
+    the training process stops after its step, and its loader then ends the workers."""
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)

@@ -2,25 +2,38 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from twingan.checkpoint import verify_checkpoint
 from twingan.data.image_io import save_image, tensor_to_pil
-from twingan.utils.atomic import atomic_write_text, remove_stale_temporaries
+from twingan.errors import CheckpointError, quoted
+from twingan.utils.atomic import TEMPORARY_NAME, atomic_write_text, remove_stale_temporaries
 
 CHECKPOINT_GLOB = "ckpt-*.safetensors"
+_CHECKPOINT_NAME = re.compile(r"^ckpt-(\d+)\.safetensors$")
+
+log = logging.getLogger("twingan.train")
 
 
 class RunFolder:
+    """The files of one run. Retention (``keep_last``) counts only the run's own checkpoints that read back
+    (:meth:`adopt_checkpoints`, :meth:`retain`): a corrupt file, or one of a later image count than the run
+    resumed from, is never counted and never deleted."""
+
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.checkpoints = self.root / "checkpoints"
         self.samples = self.root / "samples"
         self.log_path = self.root / "log.jsonl"
+        self._own: list[Path] = []
+        self._readable: dict[Path, bool] = {}
 
     def create(self) -> None:
         for folder in (self.root, self.checkpoints, self.samples):
@@ -33,6 +46,45 @@ class RunFolder:
         """Checkpoints, oldest first (names sort by images seen)."""
         return sorted(self.checkpoints.glob(CHECKPOINT_GLOB)) if self.checkpoints.is_dir() else []
 
+    @staticmethod
+    def images_of(path: Path) -> int | None:
+        """The image count in a checkpoint's name (None for another file name)."""
+        match = _CHECKPOINT_NAME.match(Path(path).name)
+        return int(match.group(1)) if match else None
+
+    def adopt_checkpoints(self, resumed_from: Path | None, images_seen: int) -> None:
+        """Take the checkpoints of this folder up to ``images_seen`` (the point the run resumes from, checked
+        already) as the run's own, for retention; later ones belong to a run that was abandoned."""
+        self._own = [p for p in self.list_checkpoints() if (self.images_of(p) or 0) <= images_seen]
+        if resumed_from is not None:
+            self._readable[Path(resumed_from)] = True
+
+    def retain(self, path: Path, keep_last: int) -> None:
+        """Record ``path``, just written and verified, and delete the run's own checkpoints older than its newest
+        ``keep_last`` readable ones."""
+        path = Path(path)
+        self._readable[path] = True
+        self._own = [p for p in self._own if p != path] + [path]
+        readable = 0
+        for index in range(len(self._own) - 1, -1, -1):
+            readable += self._reads_back(self._own[index])
+            if readable == keep_last:
+                for old in self._own[:index]:
+                    old.unlink(missing_ok=True)
+                self._own = self._own[index:]
+                return
+
+    def _reads_back(self, path: Path) -> bool:
+        if path not in self._readable:
+            try:
+                verify_checkpoint(path)
+                self._readable[path] = True
+            except CheckpointError as exc:
+                log.warning("%s does not read back (%s): kept, but not counted by train.checkpoint.keep_last",
+                            quoted(path), exc)
+                self._readable[path] = False
+        return self._readable[path]
+
     def remove_stale_temporaries(self) -> None:
         """Temporary files of writes (checkpoints, samples, config, log) that a killed run never renamed.
 
@@ -41,15 +93,11 @@ class RunFolder:
         """
         for folder in (self.root, self.checkpoints, self.samples):
             remove_stale_temporaries(folder)
-        if self.checkpoints.is_dir():
-            for pattern in (".ckpt-*.tmp*", ".tmp??????"):
+        if self.checkpoints.is_dir():  # names without a process id: only a training run wrote them, and this
+            for pattern in (".ckpt-*.tmp*", ".tmp??????"):  # one owns the folder (RunLock)
                 for tmp in self.checkpoints.glob(pattern):
-                    if tmp.is_file():
+                    if tmp.is_file() and not TEMPORARY_NAME.match(tmp.name):
                         tmp.unlink(missing_ok=True)
-
-    def prune_checkpoints(self, keep_last: int) -> None:
-        for old in self.list_checkpoints()[:-keep_last]:
-            old.unlink(missing_ok=True)
 
     def save_config(self, cfg: DictConfig) -> None:
         atomic_write_text(self.root / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

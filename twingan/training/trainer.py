@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -15,7 +16,7 @@ import twingan
 from twingan.checkpoint import read_meta, save_checkpoint, verify_checkpoint
 from twingan.data.augment import Augment, progressive_blend
 from twingan.data.datasets import build_domain_dataset
-from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError
+from twingan.errors import CheckpointError, ConfigError, NonFiniteOutputError, TwinGANError, quoted
 from twingan.losses import TranslationLosses, draw_inputs
 from twingan.models import Discriminators, TwinGAN
 import twingan.training.config as config_lib
@@ -24,8 +25,10 @@ from twingan.training.calibration import calibrate, calibration_images
 from twingan.training.data_stream import EpochPermutations, batch_iterator
 from twingan.training.ema import EmaTranslator
 from twingan.training.run_folder import RunFolder, RunLogger
+from twingan.training.run_lock import RunLock
 from twingan.training.samples import fixed_sample_grid
 from twingan.training.settings import TrainSettings
+from twingan.training.stop_request import StopRequest
 import twingan.training.training_state as training_state
 from twingan.utils.device import resolve_device
 from twingan.utils.progress import progress_bar
@@ -57,6 +60,9 @@ class Trainer:
         self.losses = TranslationLosses(self.objective, self.weights, config_lib.discriminator_augment(cfg))
         self.schedule = config_lib.schedule(cfg, self.dist.world_size)
         self.folder = RunFolder(settings.run_dir)
+        self.lock = RunLock(settings.run_dir)
+        self.stopped_by: int | None = None
+        """The signal (SIGTERM, SIGINT) that stopped the last :meth:`run` early, after writing a checkpoint."""
         self.datasets = [build_domain_dataset(spec) for spec in config_lib.dataset_specs(cfg)]
         self.labels = self._label_matrices()
         self.seed = settings.seed
@@ -190,12 +196,24 @@ class Trainer:
             if not path.is_file():
                 raise ConfigError(f"resume={resume}: no such checkpoint file")
             return path
+        unreadable: list[tuple[Path, CheckpointError]] = []
         for path in reversed(self.folder.list_checkpoints()):
             try:
                 verify_checkpoint(path)
-                return path
             except CheckpointError as exc:
-                log.warning("skipping unreadable checkpoint %s: %s", path, exc)
+                unreadable.append((path, exc))
+                continue
+            for bad, exc in unreadable:
+                log.warning("skipping unreadable checkpoint %s: %s", bad, exc)
+            return path
+        if unreadable:
+            names = ", ".join(quoted(p.name) for p, _ in unreadable[:3])
+            more = f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+            raise CheckpointError(
+                f"resume=auto: no checkpoint in {quoted(self.folder.checkpoints)} can be read ({names}{more}; "
+                f"{unreadable[0][1]}); nothing was changed. Resume from a good copy with resume=PATH, or start "
+                "afresh with another run_dir"
+            )
         return None
 
     def _calibrate(self) -> None:
@@ -205,17 +223,23 @@ class Trainer:
         calibrate((self.model, self.ema.model), calibration_images(self.datasets, self.model.resolution))
         self._calibrated_at = self.images_seen
 
-    def _save_checkpoint(self) -> Path | None:
+    def _save_checkpoint(self) -> Path:
+        """Write the checkpoint of this point (rank 0), verified, and apply retention; every rank gets its path."""
         self._calibrate()
         for module in (self.model, self.ema.model, self.discs):
             for name, t in module.state_dict().items():
                 if t.is_floating_point() and not torch.isfinite(t).all():
                     raise TrainingDiverged(f"refusing to write a checkpoint: {name} holds NaN/inf values")
         tensors, meta = self._state()
-        path = None
+        path = self.folder.checkpoint_path(self.images_seen)
         if self.dist.is_main:
-            path = save_checkpoint(self.folder.checkpoint_path(self.images_seen), tensors, meta)
-            self.folder.prune_checkpoints(self.settings.checkpoint_keep_last)
+            save_checkpoint(path, tensors, meta)
+            try:
+                verify_checkpoint(path)
+            except CheckpointError as exc:
+                raise CheckpointError(f"the checkpoint just written does not read back ({exc}); the earlier ones "
+                                      "are kept: check the disk, then resume") from exc
+            self.folder.retain(path, self.settings.checkpoint_keep_last)
         ddp.barrier(self.dist)
         return path
 
@@ -353,15 +377,38 @@ class Trainer:
             self.logger.log({"step": self.step, "images": self.images_seen, **log_record(result)})
 
     def run(self) -> Path:
-        """Train to the end of the schedule (or train.max_images); returns the last checkpoint's path."""
+        """Train to the end of the schedule (or train.max_images); returns the last checkpoint's path.
+
+        The run owns its folder meanwhile (:class:`~twingan.training.run_lock.RunLock`). A first SIGTERM or
+        SIGINT stops it after the current step with a checkpoint (:attr:`stopped_by` names the signal); a
+        second one aborts at once.
+        """
+        self.stopped_by = None
         try:
-            return self._run()
+            self._own_run_folder()
+            with StopRequest() as stop:
+                return self._run(stop)
         finally:
             if self.logger:
                 self.logger.close()
+            self.lock.release()
             ddp.shutdown()
 
-    def _run(self) -> Path:
+    def _own_run_folder(self) -> None:
+        """Rank 0 takes the run folder's lock; every rank fails with its message when another process has it."""
+        refusal: TwinGANError | None = None
+        if self.dist.is_main:
+            try:
+                self.lock.acquire()
+            except TwinGANError as exc:
+                refusal = exc
+        message = ddp.gather_objects(None if refusal is None else str(refusal), self.dist)[0]
+        if refusal is not None:
+            raise refusal
+        if message is not None:
+            raise ConfigError(message)
+
+    def _run(self, stop: StopRequest) -> Path:
         resume_path = self._find_resume()
         if resume_path is not None:
             for change in config_lib.resume_changes(read_meta(resume_path).get("config", {}), self.cfg, str(resume_path)):
@@ -375,6 +422,7 @@ class Trainer:
             self._load_state(resume_path)
             self._apply_lr_factor()
             log.info("resumed from %s at %d images", resume_path, self.images_seen)
+        self.folder.adopt_checkpoints(resume_path, self.images_seen)
         if self.dist.is_main:
             self.folder.truncate_log(self.images_seen)
             self.logger = RunLogger(self.folder, self.settings.tensorboard)
@@ -392,6 +440,7 @@ class Trainer:
         )
         loader, loader_key = None, None
         last_path: Path | None = resume_path
+        saved_at = self.images_seen if resume_path is not None else None
         last_log_time, last_log_images = time.perf_counter(), self.images_seen
         try:
             while self.images_seen < end:
@@ -410,6 +459,7 @@ class Trainer:
                     logs = self._train_step(batches, augment, alpha, labels)
                 except _NonFinite as exc:
                     last_path = self._handle_divergence(str(exc), last_path)
+                    saved_at = self.images_seen
                     loader, loader_key = None, None
                     continue
                 before = self.images_seen
@@ -432,11 +482,22 @@ class Trainer:
                 self._maybe_evaluate(before)
                 if before // ckpt_every != self.images_seen // ckpt_every or self.images_seen >= end:
                     self._check_ranks_in_sync()
-                    last_path = self._save_checkpoint() or last_path
+                    last_path = self._save_checkpoint()
+                    saved_at = self.images_seen
+                if ddp.any_rank(stop.requested, self.dist, self.device):
+                    if saved_at != self.images_seen:
+                        self._check_ranks_in_sync()
+                        last_path = self._save_checkpoint()
+                    self.stopped_by = stop.signum or signal.SIGTERM  # (SIGTERM: another rank received it)
+                    log.warning("stopped by %s at %d images; checkpoint %s written: continue with resume=auto",
+                                signal.Signals(self.stopped_by).name, self.images_seen, last_path)
+                    return last_path
         finally:
             bar.close()
+        if last_path is None:  # nothing to train (the run was complete, or train.max_images=0): say where it stands
+            last_path = self._save_checkpoint()
         self._write_samples()
-        return self.folder.checkpoint_path(self.images_seen)
+        return last_path
 
     def _check_ranks_in_sync(self) -> None:
         if not self.dist.enabled:

@@ -2,12 +2,16 @@
 
 A crash or an exception while writing leaves the previous file (or nothing)
 in place, never a half-written one. Temporary files are named
-``.<target name>.<pid>.<random>.tmp<suffix>``: a process killed mid-write
-(SIGKILL, power loss) leaves one behind, and :func:`remove_stale_temporaries`
-recognises it by that name and removes it once its process is gone. Files are
-created with the permissions the umask gives (not mkstemp's 0600). A failed
-write (disk full, no permission) raises :class:`~twingan.errors.OutputError`
-naming the target.
+``.tw.<pid>.<random>.tmp<suffix>``, short whatever the target's name (a target
+whose name is near the file system's 255-byte limit still gets one), and their
+writer holds an advisory lock (``flock``) on each until it is renamed. A process
+killed mid-write (SIGKILL, power loss) leaves one behind;
+:func:`remove_stale_temporaries` recognises it by its name and removes it once
+nobody holds its lock and its process is gone: a live writer's file is never
+touched, by this process, another one, or a process on another machine that
+shares the folder. Files are created with the permissions the umask gives (not
+mkstemp's 0600). A failed write (disk full, no permission) raises
+:class:`~twingan.errors.OutputError` naming the target.
 """
 from __future__ import annotations
 
@@ -22,8 +26,17 @@ from twingan.errors import OutputError, write_failure
 
 PathLike = Union[str, os.PathLike]
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: liveness falls back to the process id alone
+    fcntl = None  # type: ignore[assignment]
+
 TEMPORARY_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp(\.[^.]*)?$")
-"""The names :func:`atomic_path` gives its temporary files."""
+"""The names :func:`atomic_path` gives its temporary files (``.tw.<pid>.<random>.tmp<suffix>``), and those of
+earlier versions (``.<target name>.<pid>.<random>.tmp<suffix>``)."""
+TEMPORARY_PREFIX = ".tw"
+MAX_KEPT_SUFFIX = 16
+"""A target suffix longer than this (a name with a dot far from its end) is not repeated in the temporary name."""
 
 
 @contextlib.contextmanager
@@ -47,13 +60,16 @@ def atomic_paths(targets: Sequence[PathLike]) -> Iterator[list[Path]]:
     """
     targets = [Path(t) for t in targets]
     temporaries: list[Path] = []
+    handles: list[int] = []
     try:
         try:
             for target in targets:
-                temporaries.append(_temporary(target))
+                tmp, handle = _temporary(target)
+                temporaries.append(tmp)
+                handles.append(handle)
             yield temporaries
-            for tmp in temporaries:
-                _fsync_file(tmp)
+            for handle in handles:
+                os.fsync(handle)
             for tmp, target in zip(temporaries, targets):
                 os.replace(tmp, target)
             for folder in {target.parent for target in targets}:
@@ -61,12 +77,14 @@ def atomic_paths(targets: Sequence[PathLike]) -> Iterator[list[Path]]:
         except OutputError:
             raise
         except OSError as exc:
-            failed = targets[len(temporaries)] if len(temporaries) < len(targets) else _named(exc, targets)
+            failed = targets[len(temporaries)] if len(temporaries) < len(targets) else _named(exc, temporaries, targets)
             raise write_failure(failed, exc) from exc
     finally:
         for tmp in temporaries:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+        for handle in handles:  # closing drops the lock that told cleanups the file was being written
+            os.close(handle)
 
 
 @contextlib.contextmanager
@@ -92,10 +110,11 @@ def atomic_write_text(target: PathLike, text: str) -> None:
 
 
 def remove_stale_temporaries(folder: PathLike, recursive: bool = False) -> int:
-    """Remove the temporary files of atomic writes whose process has died; returns how many.
+    """Remove the temporary files of atomic writes whose writer is gone; returns how many.
 
-    A temporary file of this process counts as stale too: call this before the process starts writing
-    into ``folder`` (a restarted container may reuse the pid of the run that was killed).
+    A file counts as stale when nobody holds its lock and the process named in it is not alive. A temporary
+    file named with this process's own id and not locked counts as stale too: a restarted container may reuse
+    the id of the run that was killed.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -106,29 +125,66 @@ def remove_stale_temporaries(folder: PathLike, recursive: bool = False) -> int:
         for name in names:
             match = TEMPORARY_NAME.match(name)
             path = Path(dirpath) / name
-            if match and path.is_file() and not _alive(int(match.group("pid"))):
+            if match and path.is_file() and writer_gone(path, int(match.group("pid"))):
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed += 1
     return removed
 
 
-def _temporary(target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=f".tmp{target.suffix}",
-                                dir=target.parent)
+def writer_gone(path: PathLike, pid: int) -> bool:
+    """Whether the temporary file ``path``, named with process id ``pid``, has no live writer: nobody holds its
+    lock and that process is not alive (or is this one, which is not writing it)."""
+    if _locked_by_someone(Path(path)):
+        return False
+    return not _alive(pid)
+
+
+def _locked_by_someone(path: Path) -> bool:
+    """Whether another open file holds a ``flock`` on ``path`` (False where locks are not supported)."""
+    if fcntl is None:
+        return False
     try:
-        os.fchmod(fd, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
+        handle = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:  # a file system without locks: the process id decides
+        return False
     finally:
-        os.close(fd)
-    return Path(name)
+        os.close(handle)
+    return False
 
 
-def _named(exc: OSError, targets: Sequence[Path]) -> Path:
-    """The target an OSError is about (by its file name, else the first target)."""
+def _temporary(target: Path) -> tuple[Path, int]:
+    """A new temporary file beside ``target``, locked, and its open descriptor (the caller closes it)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    suffix = target.suffix if len(target.suffix) <= MAX_KEPT_SUFFIX else ""
+    handle, name = tempfile.mkstemp(prefix=f"{TEMPORARY_PREFIX}.{os.getpid()}.", suffix=f".tmp{suffix}",
+                                    dir=target.parent)
+    try:
+        if fcntl is not None:
+            with contextlib.suppress(OSError):  # a file system without locks: cleanups go by the process id
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.fchmod(handle, 0o666 & ~_current_umask())  # mkstemp makes 0600 files; give the usual permissions
+    except BaseException:
+        os.close(handle)
+        Path(name).unlink(missing_ok=True)
+        raise
+    return Path(name), handle
+
+
+def _named(exc: OSError, temporaries: Sequence[Path], targets: Sequence[Path]) -> Path:
+    """The target an OSError is about (by the file name it gives, else the first target)."""
     for name in (exc.filename, exc.filename2):
-        for target in targets:
-            if name is not None and Path(os.fsdecode(name)).name.startswith(f".{target.name}."):
+        if name is None:
+            continue
+        path = Path(os.fsdecode(name))
+        for tmp, target in zip(temporaries, targets):
+            if path in (tmp, target):
                 return target
     return targets[0]
 
@@ -143,11 +199,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb+") as fh:
-        os.fsync(fh.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
