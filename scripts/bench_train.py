@@ -41,8 +41,14 @@ THIS_TREE = Path(__file__).resolve().parents[1]
 
 # ---- the twingan worker -----------------------------------------------------------------------------------------
 
-def twingan_trainer(tree: Path, res: int, cap: int, batch: int, threads: int, overrides: list[str], data: Path):
-    """A Trainer of the code in ``tree`` at ``res`` px (stable phase), its augmentation and a step function."""
+def twingan_trainer(tree: Path, res: int, cap: int, batch: int, threads: int, overrides: list[str], data: Path,
+                    compiled: bool = False):
+    """A Trainer of the code in ``tree`` at ``res`` px (stable phase), its augmentation and a step function.
+
+    ``compiled``: the encoder and generator run under torch.compile (``nn.Module.compile``, which keeps the
+    parameter names); the discriminators do not, since the GAN penalty's double backward cannot go through a
+    compiled graph.
+    """
     sys.path.insert(0, str(tree))
     import torch
     import twingan
@@ -59,11 +65,15 @@ def twingan_trainer(tree: Path, res: int, cap: int, batch: int, threads: int, ov
         "logging.tensorboard=false", f"run_dir={data / 'run'}", *overrides,
     ])
     trainer = Trainer(cfg)
+    if compiled:
+        trainer.model.encoder.compile()
+        trainer.model.generator.compile()
     augment = Augment(res, **trainer.settings.augment)
     generator = torch.Generator().manual_seed(0)
     batches = [torch.randint(0, 256, (batch, 3, res, res), dtype=torch.uint8, generator=generator) for _ in range(2)]
     described = {"precision": getattr(trainer, "precision", "fp32"), "channels_last": trainer.channels_last,
-                 "threads": torch.get_num_threads(), "penalty_every": trainer.settings.penalty_every}
+                 "threads": torch.get_num_threads(), "penalty_every": trainer.settings.penalty_every,
+                 "device": str(trainer.device), **({"compiled": "encoder + generator"} if compiled else {})}
 
     def step() -> None:
         trainer._train_step(batches, augment, 1.0)
@@ -199,7 +209,7 @@ def worker(args: argparse.Namespace) -> None:
             step, described = ugatit_trainer(Path(args.tree), args.res, args.batch, args.threads, folder)
         else:
             step, described = twingan_trainer(Path(args.tree), args.res, args.max_channels, args.batch, args.threads,
-                                              json.loads(args.overrides), folder)
+                                              json.loads(args.overrides), folder, args.compiled)
         for _ in range(args.warmup):
             step()
         if args.profile:
@@ -220,11 +230,13 @@ def load() -> str:
     return "/".join(f"{x:.1f}" for x in os.getloadavg())
 
 
-def spawn_worker(kind: str, tree: Path, res: int, args: argparse.Namespace, overrides: list[str], profile: bool):
+def spawn_worker(kind: str, tree: Path, res: int, args: argparse.Namespace, overrides: list[str], profile: bool,
+                 compiled: bool = False):
     command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--kind", kind, "--tree", str(tree),
                "--res", str(res), "--max-channels", str(args.max_channels), "--batch", str(args.batch),
                "--threads", str(args.threads), "--warmup", str(args.warmup), "--steps", str(args.steps),
-               "--overrides", json.dumps(overrides)] + (["--profile"] if profile else [])
+               "--overrides", json.dumps(overrides)] + (["--profile"] if profile else []) + (
+                   ["--compiled"] if compiled else [])
     env = {**os.environ, "PYTHONPATH": str(tree) if kind == "twingan" else "", "OMP_NUM_THREADS": str(args.threads)}
     return subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
                             cwd=tempfile.gettempdir())
@@ -238,15 +250,19 @@ def ready(proc: subprocess.Popen, what: str) -> dict:
     return json.loads(line)
 
 
-def variants(args: argparse.Namespace) -> list[tuple[str, str, Path, list[str]]]:
-    out = [("new", "twingan", THIS_TREE, list(args.set))]
+def variants(args: argparse.Namespace) -> list[tuple[str, str, Path, list[str], bool]]:
+    """(label, kind, tree, config overrides, compiled) of every variant to time."""
+    common = list(args.set) + ([f"device={args.device}"] if args.device else [])
+    out = [("new", "twingan", THIS_TREE, common, False)]
     for spec in args.variant:
         label, _, settings = spec.partition(":")
-        out.append((label, "twingan", THIS_TREE, list(args.set) + [s for s in settings.split(",") if s]))
+        out.append((label, "twingan", THIS_TREE, common + [s for s in settings.split(",") if s], False))
+    if args.compiled_variant:
+        out.append(("compiled", "twingan", THIS_TREE, common, True))
     if args.compare:
-        out.append((f"base ({args.compare.name})", "twingan", args.compare, []))
+        out.append((f"base ({args.compare.name})", "twingan", args.compare, common[len(args.set):], False))
     if args.ugatit:
-        out.append(("U-GAT-IT light", "ugatit", args.ugatit, []))
+        out.append(("U-GAT-IT light", "ugatit", args.ugatit, [], False))
     return out
 
 
@@ -262,12 +278,16 @@ def main() -> None:
     parser.add_argument("--variant", action="append", default=[], help="LABEL:KEY=VALUE,... another setting of this tree")
     parser.add_argument("--compare", type=Path, help="another twingan checkout timed with its own defaults")
     parser.add_argument("--ugatit", type=Path, help="a clone of UGATIT-pytorch: its light model's training step")
+    parser.add_argument("--device", help="the device of every twingan variant (device=...; default: the config's auto)")
+    parser.add_argument("--compiled-variant", action="store_true",
+                        help="also time this tree with the encoder and generator under torch.compile")
     parser.add_argument("--profile", action="store_true", help="profile this tree's step instead of timing variants")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--kind", default="twingan", help=argparse.SUPPRESS)
     parser.add_argument("--tree", help=argparse.SUPPRESS)
     parser.add_argument("--res", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--overrides", default="[]", help=argparse.SUPPRESS)
+    parser.add_argument("--compiled", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args)
@@ -276,7 +296,8 @@ def main() -> None:
           f"warmup={args.warmup}; load average {load()}", flush=True)
     if args.profile:
         for res in args.resolutions:
-            proc = spawn_worker("twingan", THIS_TREE, res, args, list(args.set), profile=True)
+            common = list(args.set) + ([f"device={args.device}"] if args.device else [])
+            proc = spawn_worker("twingan", THIS_TREE, res, args, common, profile=True)
             answer = ready(proc, str(THIS_TREE))
             proc.wait()
             print(f"\n{res} px, {answer['ready']}, load average {load()}\n{answer['profile']}", flush=True)
@@ -284,8 +305,8 @@ def main() -> None:
     print("| res | variant | img/s (median wall) | s/step wall median (min) | CPU s/step median | settings | load |")
     print("|---:|---|---:|---:|---:|---|---|")
     for res in args.resolutions:
-        spawned = [(label, spawn_worker(kind, tree, res, args, overrides, profile=False))
-                   for label, kind, tree, overrides in variants(args)]
+        spawned = [(label, spawn_worker(kind, tree, res, args, overrides, False, compiled))
+                   for label, kind, tree, overrides, compiled in variants(args)]
         workers = [(label, proc, ready(proc, label)["ready"], []) for label, proc in spawned]
         before = load()
         for _ in range(args.steps):
