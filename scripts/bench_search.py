@@ -96,14 +96,15 @@ def latency_ms(search, queries: np.ndarray, batch: int, repeats: int) -> tuple[f
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def serve(index_path: str, queries_path: str, ids_dir: str, threads: int, nprobes: list[int | None]) -> None:
+def serve(index_path: str, queries_path: str, ids_dir: str, threads: int, nprobes: list[int | None],
+          device: str = "cpu") -> None:
     """Child process: load the index, run the queries with each nprobe (None: the recorded one),
     print the RSS growth and latencies as JSON and save the result ids."""
     faiss.omp_set_num_threads(threads)
     queries = np.load(queries_path)
     baseline = rss_bytes()
     start = time.perf_counter()
-    index = Index.load(index_path, device="cpu")
+    index = Index.load(index_path, device=device)
     load_s = time.perf_counter() - start
     rows = []
     for position, nprobe in enumerate(nprobes):
@@ -121,7 +122,7 @@ def serve(index_path: str, queries_path: str, ids_dir: str, threads: int, nprobe
 
 def bench_kind(kind: str, generator: ClusteredGenerator, size: int, queries: np.ndarray,
                exact_ids: np.ndarray | None, gallery: np.ndarray | None, workdir: Path, threads: int,
-               nprobe_sweep: list[int]) -> list[dict]:
+               nprobe_sweep: list[int], device: str = "cpu") -> list[dict]:
     """Build, save and serve one index. Without ``gallery`` the gallery is streamed and, if ``exact_ids``
     is None too, the exact top-k is computed from the same chunks as they are added."""
     meta = EmbeddingMeta("0" * 64, "synthetic", generator.dim)
@@ -163,7 +164,7 @@ def bench_kind(kind: str, generator: ClusteredGenerator, size: int, queries: np.
     nprobes = [None] + (nprobe_sweep if info["kind"].startswith("ivf") else [])
     child = subprocess.run(
         [sys.executable, __file__, "--serve", str(index_path), str(queries_path), str(workdir), str(threads),
-         ",".join("" if n is None else str(n) for n in nprobes)],
+         ",".join("" if n is None else str(n) for n in nprobes), device],
         check=True, capture_output=True, text=True)
     served = json.loads(child.stdout.strip().splitlines()[-1])
     tuned = info["tuning"] or {}
@@ -211,7 +212,7 @@ def run(args: argparse.Namespace) -> None:
             with tempfile.TemporaryDirectory(dir=args.workdir) as workdir:
                 for kind in args.kinds:
                     rows = bench_kind(kind, generator, size, queries, exact_ids, gallery, Path(workdir),
-                                      args.threads, args.nprobe_sweep)
+                                      args.threads, args.nprobe_sweep, args.device)
                     for row in rows:
                         print_row(size, dim, row)
                     row = rows[0]
@@ -232,7 +233,7 @@ def print_row(size: int, dim: int, row: dict) -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--serve":
         nprobes = [int(n) if n else None for n in sys.argv[6].split(",")]
-        serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), nprobes)
+        serve(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), nprobes, sys.argv[7])
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="gallery sizes")
@@ -248,6 +249,8 @@ def main() -> None:
                         help="stream galleries larger than this instead of holding them (no numpy baseline then)")
     parser.add_argument("--workdir", default=None, help="where index files are written (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=["cpu", "gpu", "auto"], default="cpu",
+                        help="where the indexes search (built on the CPU; gpu needs faiss with CUDA)")
     run(parser.parse_args())
 
 

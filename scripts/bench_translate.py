@@ -34,7 +34,7 @@ from torch import nn
 from twingan.faces import FaceDetector
 from twingan.inference import Translator
 from twingan.inference.faces_pipeline import FacePipeline
-from twingan.inference.files import InputFile, OutputOptions, translate_files
+from twingan.inference.files import InputFile, OutputOptions, collect_inputs, translate_files
 from twingan.models import ModelConfig, TwinGAN
 
 
@@ -159,11 +159,19 @@ def make_photos(folder: Path, count: int) -> list[InputFile]:
     return files
 
 
+def photo_files(folder: Path) -> list[InputFile]:
+    """The pictures of a folder of photos (``--photo-dir``), as `twingan translate` collects them."""
+    inputs = collect_inputs([str(folder)])
+    if not inputs.files:
+        raise SystemExit(f"--photo-dir {folder}: no pictures there")
+    return inputs.files
+
+
 def bench_end_to_end(args: argparse.Namespace, device: torch.device) -> list[dict]:
     rows = []
     detector = FaceDetector(device=device)
     with tempfile.TemporaryDirectory() as tmp:
-        files = make_photos(Path(tmp), args.photos)
+        files = photo_files(args.photo_dir) if args.photo_dir else make_photos(Path(tmp), args.photos)
         for res in args.resolutions:
             model = TwinGAN(ModelConfig(domains=("human", "anime"), resolution=res, max_channels=256))
             pipeline = FacePipeline(Translator(model.to(device).eval()), detector)
@@ -172,15 +180,19 @@ def bench_end_to_end(args: argparse.Namespace, device: torch.device) -> list[dic
                 translate_files(pipeline, files[: min(batch, len(files))], "anime", "human", options,
                                 batch_size=batch, progress=False)  # warm-up
                 synchronize(device)
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 summary = translate_files(pipeline, files, "anime", "human", options, batch_size=batch,
-                                          progress=False)
+                                          progress=False, report=lambda line: None)
                 synchronize(device)
-                seconds = time.perf_counter() - start
-                if summary.failed or summary.faces != len(files):
+                seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+                if not args.photo_dir and (summary.failed or summary.faces != len(files)):
                     raise RuntimeError(f"end-to-end run lost photos: {summary.line()}, {summary.faces} faces")
-                rows.append({"resolution": res, "batch": batch, "photos_per_s": len(files) / seconds})
-                print(f"  {res:>4} px  end to end, batch {batch:>3}: {len(files) / seconds:8.2f} photos/s", flush=True)
+                rows.append({"resolution": res, "batch": batch, "photos_per_s": len(files) / seconds,
+                             "cpu_s_per_photo": cpu / len(files), "photos": len(files),
+                             "with_face": summary.translated, "faces": summary.faces})
+                print(f"  {res:>4} px  end to end, batch {batch:>3}: {len(files) / seconds:8.2f} photos/s, "
+                      f"{cpu / len(files):.3f} CPU s/photo, faces in {summary.translated} of {len(files)} photos "
+                      f"({summary.faces} faces)", flush=True)
     return rows
 
 
@@ -193,10 +205,11 @@ def print_tables(model_rows: list[dict], e2e_rows: list[dict], device: torch.dev
               f"{r['images_per_s']:.2f} |")
     if e2e_rows:
         print(f"\nend to end ({device.type}): decode + MTCNN + alignment + TwinGAN + PNG, photos/s")
-        print("| resolution | photos per batch | photos/s |")
-        print("|---:|---:|---:|")
+        print("| resolution | photos per batch | photos/s | CPU s per photo | photos with a face | faces |")
+        print("|---:|---:|---:|---:|---:|---:|")
         for r in e2e_rows:
-            print(f"| {r['resolution']} | {r['batch']} | {r['photos_per_s']:.2f} |")
+            print(f"| {r['resolution']} | {r['batch']} | {r['photos_per_s']:.2f} | {r['cpu_s_per_photo']:.3f} | "
+                  f"{r['with_face']} of {r['photos']} | {r['faces']} |")
 
 
 def main() -> None:
@@ -205,6 +218,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--photos", type=int, default=32, help="photos for the end-to-end runs (0: skip them)")
+    parser.add_argument("--photo-dir", type=Path, help="end to end on the photos of this folder instead (faces counted)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches per model variant")
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds timed per model variant at least")
     parser.add_argument("--min-iters", type=int, default=2, help="batches timed per model variant at least")
@@ -219,7 +233,7 @@ def main() -> None:
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     model_rows = bench_models(args, device)
-    e2e_rows = bench_end_to_end(args, device) if args.photos > 0 else []
+    e2e_rows = bench_end_to_end(args, device) if args.photos > 0 or args.photo_dir else []
     print_tables(model_rows, e2e_rows, device)
     load = os.getloadavg()
     print(f"\nload average at the end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")

@@ -182,6 +182,25 @@ def test_detection_on_a_downscaled_copy_maps_back_to_full_resolution(detector, a
     assert np.abs(faces[0].landmarks - expected).max() < 1.0
 
 
+def test_mtcnn_runs_on_a_copy_shrunk_to_its_first_pyramid_scale(astronaut, monkeypatch):
+    """min_face_size 20: MTCNN's pyramid starts at 12 / 20, so the 512 px photo is detected on a 307 px copy
+    (the same pyramid, less to resample); the landmarks land where detection on the photo itself puts them."""
+    shrinking = FaceDetector(device="cpu", min_face_size=20)
+    seen = []
+    detect = shrinking._mtcnn.detect
+
+    def spy(images, landmarks):
+        seen.extend(image.size for image in images)
+        return detect(images, landmarks=landmarks)
+
+    monkeypatch.setattr(shrinking._mtcnn, "detect", spy)
+    faces = shrinking.detect(astronaut)
+    assert astronaut.size == (512, 512) and seen == [(307, 307)]
+    full = FaceDetector(device="cpu", min_face_size=12).detect(astronaut)  # scale 1: the photo itself
+    assert len(faces) == len(full) == 1
+    assert np.abs(faces[0].landmarks - full[0].landmarks).max() < 3.0
+
+
 # ------------------------------------------------------------------ paste-back through the face oval
 
 

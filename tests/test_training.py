@@ -81,7 +81,8 @@ def test_config_overrides_and_errors(tmp_path):
     ("train.max_images=0", "train.max_images=0 is out of range: it must be >= 1 (or null)"),
     ("train.grad_clip=abc", "train.grad_clip=abc: expected a number"),
     ("train.optimizer=null", "train.optimizer=null: expected a group of settings"),
-    ("train.precision=fp64", "train.precision='fp64' is not one of fp32, bf16, fp16"),
+    ("train.precision=fp64", "train.precision='fp64' is not one of auto, fp32, bf16, fp16"),
+    ("train.channels_last=sometimes", "train.channels_last='sometimes' is not one of auto, true, false"),
 ])
 def test_bad_settings_are_refused_in_one_line_naming_the_key(override, message, capsys):
     with pytest.raises(ConfigError) as caught:

@@ -23,6 +23,8 @@ LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 DEFAULT_THRESHOLDS = (0.6, 0.7, 0.7)
 DEFAULT_MIN_SCORE = 0.9
 DEFAULT_MAX_DETECT_SIDE = 1280
+MTCNN_SMALLEST_FACE = 12
+"""The face size, in pixels of the image it sees, that MTCNN's first stage (P-net) detects."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,12 +131,20 @@ class FaceDetector:
         return results
 
     def _detection_copy(self, img: Image.Image) -> tuple[Image.Image, np.ndarray]:
-        """The image MTCNN runs on, and its (x, y) scale relative to the original."""
+        """The image MTCNN runs on, and its (x, y) scale relative to the original.
+
+        MTCNN's image pyramid starts at 12 / min_face_size (its P-net finds 12 px faces), so a copy shrunk to
+        that scale gives the same pyramid; only the copy is smaller to resample at every level and to cut the
+        R- and O-net candidates from (measured: a third less detection time at 512 px, the same faces).
+        Landmarks are scaled back, and the face is aligned on the full photo.
+        """
         img = img.convert("RGB")
         longer = max(img.size)
-        if self.max_detect_side is None or longer <= self.max_detect_side:
+        scale = min(1.0, MTCNN_SMALLEST_FACE / self.min_face_size)
+        if self.max_detect_side is not None:
+            scale = min(scale, self.max_detect_side / longer)
+        if scale >= 1.0:
             return img, np.ones(2)
-        scale = self.max_detect_side / longer
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         small = img.resize(size, Image.BILINEAR, reducing_gap=2.0)
         return small, np.array([small.width / img.width, small.height / img.height])

@@ -51,6 +51,9 @@ class GANObjective(ABC):
     name: str
     penalty_weight: float = 0.0
     """How strongly the gradient penalty counts in the discriminator's loss (0: the objective has none)."""
+    penalty_of_reals: bool = False
+    """Whether the penalty is a function of the real batch alone (DRAGAN, R1): then a discriminator compared with
+    several fake batches in a step pays its penalty once, shared by every pair, not once per fake batch."""
 
     @abstractmethod
     def critic_loss(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -102,6 +105,7 @@ class Dragan(NonSaturating):
     """
 
     name = "dragan"
+    penalty_of_reals = True
 
     def __init__(self, weight: float = 0.25, perturb_scale: float = 0.5) -> None:
         self.penalty_weight = weight
@@ -154,6 +158,7 @@ class NonSaturatingR1(NonSaturating):
     """Non-saturating loss plus (gamma / 2) * E[||grad D(real)||^2] (Mescheder et al. 2018)."""
 
     name = "ns-r1"
+    penalty_of_reals = True
 
     def __init__(self, gamma: float = 10.0) -> None:
         self.gamma = gamma

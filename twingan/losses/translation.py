@@ -34,19 +34,37 @@ def _mean(values: Sequence[torch.Tensor]) -> torch.Tensor:
 def discriminator_adversarial(
     ctx: StepContext, fakes: Rendered, generator: torch.Generator | None, penalty_scale: float
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Mean over every (domain, fake batch) of the objective's loss for D_d, the reals judged once per domain."""
+    """Mean over every (domain, fake batch) of the objective's loss for D_d, the reals judged once per domain.
+
+    A penalty of the reals alone (``objective.penalty_of_reals``: DRAGAN, R1) is computed once per domain and
+    shared by its fake batches, so it weighs as much as one per-pair penalty and costs one double backward.
+    """
     objective, losses, logs = ctx.objective, [], {}
     for d, real in enumerate(ctx.inputs.reals):
         critic = functools.partial(ctx.discriminators, domain=d)
         real_logits = ctx.real_judgement(d).logits
+        shared_penalty = None
         for fake in fakes[d]:
             fake = fake.detach()
-            penalty = objective.penalty(critic, real, fake, generator) if penalty_scale else None
+            penalty = None
+            if penalty_scale and objective.penalty_of_reals:
+                if shared_penalty is None:
+                    shared_penalty = _penalty(objective, critic, real, fake, generator)
+                penalty = shared_penalty
+            elif penalty_scale:
+                penalty = _penalty(objective, critic, real, fake, generator)
             loss, parts = objective.discriminator_loss(real_logits, critic(fake), penalty, penalty_scale)
             losses.append(loss)
             for key, value in parts.items():
                 logs.setdefault(key, []).append(value)
     return _mean(losses), {key: _mean(values) for key, values in logs.items()}
+
+
+def _penalty(
+    objective: GANObjective, critic, real: torch.Tensor, fake: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor | None:
+    with torch.profiler.record_function("twingan.gradient_penalty"):
+        return objective.penalty(critic, real, fake, generator)
 
 
 def discriminator_attributes(ctx: StepContext) -> torch.Tensor | None:

@@ -20,6 +20,7 @@ from twingan.losses.d_augment import DiffAugment
 from twingan.models import ModelConfig
 import twingan.training.validation as validation
 from twingan.training.schedule import ProgressiveSchedule
+from twingan.utils.device import PRECISIONS
 
 CONF_DIR = Path(twingan.__file__).resolve().parent / "conf"
 
@@ -146,12 +147,14 @@ def schedule(cfg: DictConfig, world_size: int = 1) -> ProgressiveSchedule:
 def check_choices(cfg: DictConfig) -> None:
     """Values with a fixed set of choices, checked before any work starts (numbers: validation.RANGES)."""
     choices = {
-        "train.precision": (cfg.train.precision, ("fp32", "bf16", "fp16")),
+        "train.precision": (cfg.train.precision, PRECISIONS),
+        "train.channels_last": (cfg.train.channels_last, ("auto", True, False)),
         "train.nan_policy": (cfg.train.nan_policy, ("stop", "rollback")),
     }
     for key, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+        if not any(value == a and type(value) is type(a) for a in allowed):
+            shown = ", ".join(str(a).lower() if isinstance(a, bool) else a for a in allowed)
+            raise ConfigError(f"{key}={value!r} is not one of {shown}")
     if not cfg.data.domains:
         raise ConfigError("data.domains is empty: name at least one dataset per domain")
     for name, spec in cfg.data.domains.items():

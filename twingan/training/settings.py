@@ -32,7 +32,7 @@ class TrainSettings:
     resume: str | None
     precision: str
     cpu_threads: int | None
-    channels_last: bool
+    channels_last: str | bool
     optimizer: OptimizerSettings
     ema_half_life_images: float
     ema_rampup: float | None
@@ -66,7 +66,7 @@ class TrainSettings:
             resume=None if cfg.resume is None else str(cfg.resume),
             precision=str(train.precision),
             cpu_threads=None if train.cpu_threads is None else int(train.cpu_threads),
-            channels_last=bool(train.channels_last),
+            channels_last=train.channels_last if isinstance(train.channels_last, bool) else str(train.channels_last),
             optimizer=OptimizerSettings(
                 lr=float(train.optimizer.lr),
                 betas=tuple(float(b) for b in train.optimizer.betas),  # type: ignore[arg-type]

@@ -1,7 +1,6 @@
 """The TwinGAN training loop: progressive growing, alternating D/G steps, EMA, exact resume."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
 import time
@@ -11,6 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from omegaconf import DictConfig
+from torch.profiler import record_function
 
 import twingan
 from twingan.checkpoint import read_meta, save_checkpoint, verify_checkpoint
@@ -30,7 +30,7 @@ from twingan.training.samples import fixed_sample_grid
 from twingan.training.settings import TrainSettings
 from twingan.training.stop_request import StopRequest
 import twingan.training.training_state as training_state
-from twingan.utils.device import resolve_device
+from twingan.utils.device import autocast, resolve_channels_last, resolve_device, resolve_precision
 from twingan.utils.progress import progress_bar
 
 log = logging.getLogger("twingan.train")
@@ -52,9 +52,11 @@ class Trainer:
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-        self.precision = settings.precision
-        if self.precision != "fp32" and self.device.type != "cuda":
-            raise ConfigError(f"train.precision={self.precision} needs a CUDA device; use train.precision=fp32 on CPU")
+        try:
+            self.precision = resolve_precision(settings.precision, self.device)
+            self.channels_last = resolve_channels_last(settings.channels_last, self.device)
+        except ConfigError as exc:
+            raise ConfigError(f"train.{exc}") from None
         self.model_cfg = config_lib.model_config(cfg)
         self.objective, self.weights = config_lib.loss_settings(cfg)
         self.losses = TranslationLosses(self.objective, self.weights, config_lib.discriminator_augment(cfg))
@@ -66,7 +68,6 @@ class Trainer:
         self.datasets = [build_domain_dataset(spec) for spec in config_lib.dataset_specs(cfg)]
         self.labels = self._label_matrices()
         self.seed = settings.seed
-        self.channels_last = settings.channels_last and self.device.type == "cuda"
 
         torch.manual_seed(self.seed)
         self.model = TwinGAN(self.model_cfg).to(self.device)
@@ -253,10 +254,7 @@ class Trainer:
         return phase.resolution, alpha
 
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.device, self.precision)
 
     def _check_finite(self, name: str, value: torch.Tensor) -> None:
         if not torch.isfinite(value).all():
@@ -285,32 +283,35 @@ class Trainer:
         labels: Sequence[torch.Tensor | None] | None = None,
     ) -> dict[str, float]:
         reals = []
-        for batch in batches:
-            x = augment(batch.to(self.device, non_blocking=True), self.aug_rng)
-            if alpha < 1.0:
-                x = progressive_blend(x, alpha)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            reals.append(x)
+        with record_function("twingan.augment"):
+            for batch in batches:
+                x = augment(batch.to(self.device, non_blocking=True), self.aug_rng)
+                if alpha < 1.0:
+                    x = progressive_blend(x, alpha)
+                if self.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                reals.append(x)
         inputs = draw_inputs(self.model, reals, labels, self.noise_rng)
         self.discs.requires_grad_(False)
         try:
-            with self._autocast():
+            with self._autocast(), record_function("twingan.generator_step"):
                 g_loss, logs, rendered = self.losses.generator_step(self.model, self.discs, inputs, self.noise_rng)
             self._check_finite("the generator loss", g_loss)
-            self._optimise(g_loss, self.model, self.opt_g, 0)
+            with record_function("twingan.generator_update"):
+                self._optimise(g_loss, self.model, self.opt_g, 0)
         finally:
             self.discs.requires_grad_(True)
         if self.losses.has_discriminator_terms(self.model, len(reals)):
             every = self.settings.penalty_every
             penalty_scale = float(every) if self.step % every == 0 else 0.0
             for _ in range(self.settings.d_steps):
-                with self._autocast():
+                with self._autocast(), record_function("twingan.discriminator_step"):
                     d_loss, d_logs = self.losses.discriminator_loss(
                         self.model, self.discs, inputs, self.noise_rng, rendered=rendered, penalty_scale=penalty_scale
                     )
                 self._check_finite("the discriminator loss", d_loss)
-                self._optimise(d_loss, self.discs, self.opt_d, 1)
+                with record_function("twingan.discriminator_update"):
+                    self._optimise(d_loss, self.discs, self.opt_d, 1)
                 logs.update(d_logs)
         else:
             logs["d_total"] = torch.zeros(())
