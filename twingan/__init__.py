@@ -9,7 +9,7 @@ if TYPE_CHECKING:
 
     from twingan.inference import Translator
 
-__version__ = "0.2.0"
+from twingan.version import __version__
 
 
 def load(

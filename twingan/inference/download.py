@@ -27,7 +27,7 @@ from typing import Any, Union
 
 import torch.hub
 
-from twingan import __version__
+from twingan.version import __version__
 from twingan.checkpoint import file_sha256
 from twingan.errors import CheckpointError, ConfigError
 from twingan.utils.atomic import atomic_path, remove_stale_temporaries
