@@ -66,20 +66,26 @@ def _pillow_pixel_limit(max_pixels: int) -> Iterator[None]:
     """Pillow's own decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, one per process) raised to
     ``max_pixels`` while a load runs, so that the caller's limit decides, not Pillow's default of 89 MP.
 
-    Loads in several threads each keep their limit: Pillow's is the largest of those running, and each
-    load checks its own before decoding. The value set outside twingan comes back when none runs.
+    It is only ever raised (a lower limit is :func:`load_image`'s own check, which names the size): to the largest
+    limit of the loads running in any thread, each of which checks its own. The value set outside twingan comes
+    back when none runs; None there (Pillow's check switched off) stays None.
     """
     with _limits_lock:
         if not _active_limits:
             _pillow_limit_outside[:] = [Image.MAX_IMAGE_PIXELS]
         _active_limits.append(max_pixels)
-        Image.MAX_IMAGE_PIXELS = max(_active_limits)
+        _set_pillow_limit()
     try:
         yield
     finally:
         with _limits_lock:
             _active_limits.remove(max_pixels)
-            Image.MAX_IMAGE_PIXELS = max(_active_limits) if _active_limits else _pillow_limit_outside[0]
+            _set_pillow_limit()
+
+
+def _set_pillow_limit() -> None:
+    outside = _pillow_limit_outside[0]
+    Image.MAX_IMAGE_PIXELS = None if outside is None else max([outside, *_active_limits])
 
 
 def load_image(

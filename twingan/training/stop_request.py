@@ -27,10 +27,6 @@ class StopRequest:
     def requested(self) -> bool:
         return self.signum is not None
 
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum is not None else ""
-
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():
             for signum in STOP_SIGNALS:

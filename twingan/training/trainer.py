@@ -495,7 +495,7 @@ class Trainer:
                     return last_path
         finally:
             bar.close()
-        if last_path is None:  # nothing to train (the run was complete, or train.max_images=0): say where it stands
+        if last_path is None:  # a fresh run with nothing to train (train.max_images=0): say where it stands
             last_path = self._save_checkpoint()
         self._write_samples()
         return last_path
