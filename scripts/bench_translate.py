@@ -218,6 +218,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     parser.add_argument("--photos", type=int, default=32, help="photos for the end-to-end runs (0: skip them)")
+    parser.add_argument("--end-to-end-only", action="store_true", help="skip the model-only timings")
     parser.add_argument("--photo-dir", type=Path, help="end to end on the photos of this folder instead (faces counted)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed batches per model variant")
     parser.add_argument("--min-time", type=float, default=3.0, help="seconds timed per model variant at least")
@@ -232,7 +233,7 @@ def main() -> None:
     load = os.getloadavg()
     print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    model_rows = bench_models(args, device)
+    model_rows = [] if args.end_to_end_only else bench_models(args, device)
     e2e_rows = bench_end_to_end(args, device) if args.photos > 0 or args.photo_dir else []
     print_tables(model_rows, e2e_rows, device)
     load = os.getloadavg()

@@ -183,8 +183,9 @@ def test_detection_on_a_downscaled_copy_maps_back_to_full_resolution(detector, a
 
 
 def test_mtcnn_runs_on_a_copy_shrunk_to_its_first_pyramid_scale(astronaut, monkeypatch):
-    """min_face_size 20: MTCNN's pyramid starts at 12 / 20, so the 512 px photo is detected on a 307 px copy
-    (the same pyramid, less to resample); the landmarks land where detection on the photo itself puts them."""
+    """min_face_size 20: MTCNN's pyramid starts at 12 / 20, so the 512 px photo is detected on a copy shrunk to
+    that scale but kept at 320 px (MIN_SHRUNK_SIDE); the landmarks land where detection on the photo itself
+    puts them. A 128 px picture is detected as it is."""
     shrinking = FaceDetector(device="cpu", min_face_size=20)
     seen = []
     detect = shrinking._mtcnn.detect
@@ -195,7 +196,9 @@ def test_mtcnn_runs_on_a_copy_shrunk_to_its_first_pyramid_scale(astronaut, monke
 
     monkeypatch.setattr(shrinking._mtcnn, "detect", spy)
     faces = shrinking.detect(astronaut)
-    assert astronaut.size == (512, 512) and seen == [(307, 307)]
+    assert astronaut.size == (512, 512) and seen == [(320, 320)]
+    shrinking.detect(astronaut.resize((128, 128)))
+    assert seen[-1] == (128, 128)
     full = FaceDetector(device="cpu", min_face_size=12).detect(astronaut)  # scale 1: the photo itself
     assert len(faces) == len(full) == 1
     assert np.abs(faces[0].landmarks - full[0].landmarks).max() < 3.0

@@ -25,6 +25,8 @@ DEFAULT_MIN_SCORE = 0.9
 DEFAULT_MAX_DETECT_SIDE = 1280
 MTCNN_SMALLEST_FACE = 12
 """The face size, in pixels of the image it sees, that MTCNN's first stage (P-net) detects."""
+MIN_SHRUNK_SIDE = 320
+"""The shorter side below which a detection copy is not shrunk to MTCNN's first pyramid scale."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -135,12 +137,14 @@ class FaceDetector:
 
         MTCNN's image pyramid starts at 12 / min_face_size (its P-net finds 12 px faces), so a copy shrunk to
         that scale gives the same pyramid; only the copy is smaller to resample at every level and to cut the
-        R- and O-net candidates from (measured: a third less detection time at 512 px, the same faces).
+        R- and O-net candidates from (measured: a third less detection time at 512 px, the same faces). The copy
+        keeps a shorter side of at least MIN_SHRUNK_SIDE: on a small picture a face shrunk below O-net's 48 px
+        input loses landmark precision (a 128 px crop re-detected on a 77 px copy: 2.7 px off instead of 1.7).
         Landmarks are scaled back, and the face is aligned on the full photo.
         """
         img = img.convert("RGB")
-        longer = max(img.size)
-        scale = min(1.0, MTCNN_SMALLEST_FACE / self.min_face_size)
+        longer, shorter = max(img.size), min(img.size)
+        scale = min(1.0, max(MTCNN_SMALLEST_FACE / self.min_face_size, MIN_SHRUNK_SIDE / shorter))
         if self.max_detect_side is not None:
             scale = min(scale, self.max_detect_side / longer)
         if scale >= 1.0:
