@@ -136,8 +136,8 @@ def test_the_run_lock_names_its_holder_and_a_killed_holders_lock_is_taken_over(t
 def test_a_second_training_run_on_the_same_folder_is_refused_naming_the_first(synthetic_root, tmp_path):
     run_dir = tmp_path / "run"
     long_run = tiny_run_overrides(synthetic_root, run_dir, "train.schedule.final_stable_images=100000",
-                                  "train.cpu_threads=1")
-    first = start_training(long_run)
+                                  "train.cpu_threads=1", "train.checkpoint.keep_last=100000")
+    first = start_training(long_run)  # keeps every checkpoint: its own retention must not look like the second's
     try:
         wait_for_steps(first, run_dir, 3)
         before = folder_state(run_dir / "checkpoints")
@@ -228,8 +228,10 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint_and_the_resume_is_exact
 
 
 @pytest.mark.parametrize(("signum", "returncode", "output"), [
-    (signal.SIGTERM, -signal.SIGTERM, ""), (signal.SIGINT, 1, "KeyboardInterrupt")])
+    (signal.SIGTERM, -signal.SIGTERM, ""), (signal.SIGINT, -signal.SIGINT, "KeyboardInterrupt")])
 def test_a_second_signal_aborts_at_once(signum, returncode, output):
+    """A second signal ends the process at once: SIGTERM by its default action, SIGINT as an unhandled
+    KeyboardInterrupt, which Python (3.8 and newer) ends by re-raising SIGINT on itself."""
     script = ("import os, signal, time\n"
               "from twingan.training.stop_request import StopRequest\n"
               "with StopRequest() as stop:\n"
