@@ -50,6 +50,7 @@ class ClusteredGenerator:
     def __init__(self, dim: int, *, seed: int = 0, clusters: int = 2048, intrinsic_dim: int = 64,
                  spread: float = 0.6, noise_fraction: float = 0.1) -> None:
         rng = np.random.default_rng(seed)
+        intrinsic_dim = min(intrinsic_dim, dim)  # a small test dimension has no room for more
         self.dim, self.seed, self.spread = dim, seed, spread
         basis, _ = np.linalg.qr(rng.standard_normal((dim, intrinsic_dim)))
         self.basis = basis.T.astype(np.float32)
